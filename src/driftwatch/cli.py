@@ -1,0 +1,148 @@
+"""The ``driftwatch`` command line (CONTRACT section 1)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from driftwatch import __version__
+from driftwatch.config import Config, load_config
+from driftwatch.errors import ConfigError, DriftwatchError
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="driftwatch",
+        description="Drift and model-monitoring daemon: Kafka in, Prometheus and webhooks out.",
+    )
+    p.add_argument("--version", action="version", version=f"driftwatch {__version__}")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    run.add_argument("--config", required=True, type=Path)
+    check = sub.add_parser("check-config", help="validate a config and its reference files")
+    check.add_argument("--config", required=True, type=Path)
+    demo = sub.add_parser("demo", help="local broker + synthetic drifting events + webhook receiver")
+    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    demo.add_argument("--port", type=int, default=9108, help="HTTP port of /metrics (0 = any free)")
+    demo.add_argument("--drift-after", type=float, default=20.0, help="seconds before the drift starts")
+    demo.add_argument("--rate", type=float, default=400.0, help="events per second")
+    rep = sub.add_parser("replay", help="the pipeline over a JSON-lines file of events")
+    rep.add_argument("--config", required=True, type=Path)
+    rep.add_argument("--input", required=True, type=Path)
+    return p
+
+
+def _config_errors(exc: ConfigError) -> int:
+    print("driftwatch: invalid configuration:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _summary(cfg: Config) -> str:
+    lines = [
+        f"kafka: {', '.join(cfg.kafka.bootstrap_servers)} group={cfg.kafka.group_id} "
+        f"predictions={cfg.kafka.prediction_topic}"
+        + (f" dead-letters={cfg.kafka.dead_letter_topic}" if cfg.kafka.dead_letter_topic else ""),
+        f"http: {cfg.http.host}:{cfg.http.port}   state: {cfg.state.path}   "
+        f"evaluation every {cfg.evaluation.interval_seconds:g}s",
+    ]
+    for name, hook in cfg.webhooks.items():
+        lines.append(f"webhook {name}: {hook.format} {hook.url}" + (" (signed)" if hook.secret_env else ""))
+    for m in cfg.models:
+        window = f"{m.window.events} events" if m.window.events else f"{m.window.seconds:g}s"
+        lines.append(
+            f"model {m.name}: {m.task}, {len(m.features)} features, window {window}, "
+            f"drift {m.drift.method} threshold {m.drift.threshold:g}, reference {m.reference.name}"
+        )
+    return "\n".join(lines)
+
+
+def check_config(path: Path) -> int:
+    from driftwatch.app import build_monitor
+
+    try:
+        cfg = load_config(path)
+        from driftwatch.sources.kafka import check_client_options
+
+        problems = check_client_options(cfg.kafka.client)
+        if problems:
+            raise ConfigError(problems)
+        for m in cfg.models:
+            build_monitor(m)
+    except ConfigError as exc:
+        return _config_errors(exc)
+    except DriftwatchError as exc:
+        print(f"driftwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(_summary(cfg))
+    print("config OK")
+    return 0
+
+
+def run(path: Path) -> int:
+    from driftwatch.daemon import Daemon
+
+    try:
+        daemon = Daemon(load_config(path))
+    except ConfigError as exc:
+        return _config_errors(exc)
+    except DriftwatchError as exc:
+        print(f"driftwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def replay_cmd(config: Path, source: Path) -> int:
+    from driftwatch.replay import replay_file
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        return _config_errors(exc)
+    if not source.exists():
+        print(f"driftwatch: --input {source}: file not found", file=sys.stderr)
+        return EXIT_CONFIG
+
+    def emit(line: dict[str, Any]) -> None:
+        sys.stdout.write(orjson.dumps(line).decode() + "\n")
+
+    try:
+        pipeline = replay_file(cfg, source, emit)
+    except DriftwatchError as exc:
+        print(f"driftwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    invalid = pipeline.telemetry.snapshot().invalid_total
+    if invalid:
+        print(f"driftwatch: skipped invalid records: {dict(invalid)}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, getattr(logging, args.log_level)))
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.command == "check-config":
+        return check_config(args.config)
+    if args.command == "run":
+        return run(args.config)
+    if args.command == "replay":
+        return replay_cmd(args.config, args.input)
+    from driftwatch.demo.runner import demo
+
+    return demo(args.duration, args.port, args.drift_after, args.rate)

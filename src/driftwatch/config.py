@@ -1,0 +1,267 @@
+"""The YAML configuration (CONTRACT section 2): loaded once, validated, unknown keys rejected.
+
+Only ``app`` and ``cli`` read a :class:`Config`; the code below them receives built objects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from driftwatch.errors import ConfigError
+
+FeatureKind = Literal["numerical", "categorical"]
+Task = Literal["classification", "regression"]
+WebhookFormat = Literal["generic", "slack", "airflow", "github"]
+PerformanceMetric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse"]
+
+_CLASSIFICATION_METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SECRET_WORDS = ("password", "secret", "token", "sasl_oauth", "ssl_key")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaConfig(_Strict):
+    bootstrap_servers: list[str] = Field(min_length=1)
+    group_id: str = Field(default="driftwatch", min_length=1)
+    prediction_topic: str = Field(min_length=1)
+    label_topic: str | None = None
+    dead_letter_topic: str | None = None
+    client: dict[str, Any] = Field(default_factory=dict)
+    #: Records larger than this are invalid (reason ``too_large``).
+    max_event_bytes: int = Field(default=1_048_576, gt=0)
+    #: Records the consumer returns per poll.
+    max_poll_records: int = Field(default=500, gt=0)
+
+
+class HttpConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class StateConfig(_Strict):
+    path: Path = Path("./driftwatch-state")
+    checkpoint_interval_seconds: float = Field(default=10.0, gt=0)
+
+
+class EvaluationConfig(_Strict):
+    interval_seconds: float = Field(default=15.0, gt=0)
+    #: A tick that starts later than this is skipped (the next one coalesces it).
+    misfire_grace_seconds: float = Field(default=30.0, gt=0)
+
+
+class WebhookConfig(_Strict):
+    url: str
+    format: WebhookFormat = "generic"
+    secret_env: str | None = None
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    #: Give up on a notification after this many attempts ...
+    max_attempts: int = Field(default=12, ge=1)
+    #: ... or once it is this old; it then stays in the outbox as failed.
+    max_age_seconds: float = Field(default=86_400.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"expected an http:// or https:// URL, got {json.dumps(v)}")
+        return v
+
+
+class WindowConfig(_Strict):
+    events: int | None = Field(default=None, gt=0)
+    seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WindowConfig:
+        if (self.events is None) == (self.seconds is None):
+            raise ValueError("expected exactly one of {events: N} or {seconds: S}")
+        return self
+
+
+class DriftConfig(_Strict):
+    method: Literal["psi", "ks"] = "psi"
+    #: psi >= threshold, or KS p-value < threshold, breaches.
+    threshold: float = Field(default=0.2, gt=0)
+    min_events: int = Field(default=500, ge=1)
+    #: PSI threshold for categorical features when ``method: ks`` (KS needs numbers).
+    categorical_threshold: float = Field(default=0.2, gt=0)
+    #: PSI threshold of the prediction distribution; defaults to ``threshold`` with psi, else 0.2.
+    prediction_threshold: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _pvalue_range(self) -> DriftConfig:
+        if self.method == "ks" and self.threshold >= 1:
+            raise ValueError(f"threshold: with method ks it is a p-value in (0, 1), got {self.threshold}")
+        return self
+
+    @property
+    def effective_prediction_threshold(self) -> float:
+        if self.prediction_threshold is not None:
+            return self.prediction_threshold
+        return self.threshold if self.method == "psi" else 0.2
+
+
+class PerformanceConfig(_Strict):
+    metric: PerformanceMetric = "accuracy"
+    max_drop: float = Field(default=0.05, ge=0)
+    min_labels: int = Field(default=200, ge=1)
+
+
+class AlertsConfig(_Strict):
+    consecutive: int = Field(default=1, ge=1)
+    cooldown_seconds: float = Field(default=3600.0, ge=0)
+
+
+class ModelConfig(_Strict):
+    name: str
+    task: Task = "classification"
+    reference: Path
+    window: WindowConfig
+    features: dict[str, FeatureKind] = Field(min_length=1)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    performance: PerformanceConfig | None = None
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    webhooks: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"expected letters, digits, '.', '_' or '-' (at most 128), got {json.dumps(v)}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> ModelConfig:
+        if self.performance is not None:
+            ok = self.performance.metric in _CLASSIFICATION_METRICS
+            if ok != (self.task == "classification"):
+                raise ValueError(
+                    f"performance.metric: {self.performance.metric} does not fit task {self.task}"
+                )
+        return self
+
+
+class Config(_Strict):
+    kafka: KafkaConfig
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        seen: set[str] = set()
+        problems: list[str] = []
+        for i, m in enumerate(self.models):
+            if m.name in seen:
+                problems.append(f"models[{i}].name: duplicate model name {json.dumps(m.name)}")
+            seen.add(m.name)
+            for j, hook in enumerate(m.webhooks):
+                if hook not in self.webhooks:
+                    known = ", ".join(sorted(self.webhooks)) or "none defined"
+                    problems.append(
+                        f"models[{i}].webhooks[{j}]: unknown webhook {json.dumps(hook)} "
+                        f"(webhooks: {known})"
+                    )
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _is_secret(path: str) -> bool:
+    low = path.lower()
+    return any(word in low for word in _SECRET_WORDS)
+
+
+def _show(value: object, path: str) -> str:
+    if _is_secret(path):
+        return "***"
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _format_error(err: Any) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    path = _path(loc)
+    kind = err["type"]
+    got = _show(err.get("input"), path)
+    if kind == "literal_error":
+        expected = err["ctx"]["expected"].replace("'", '"')
+        return f"{path}: expected {expected}, got {got}"
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "value_error":
+        inner = err.get("ctx", {}).get("error")
+        if isinstance(inner, ConfigError):
+            return "\n".join(inner.problems)
+        msg = str(inner) if inner is not None else err["msg"]
+        return f"{path}: {msg}"
+    return f"{path}: {err['msg'][0].lower()}{err['msg'][1:]}, got {got}"
+
+
+def parse_config(data: object, base_dir: Path) -> Config:
+    """Validate a decoded YAML document; relative paths are resolved against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): expected a mapping, got {type(data).__name__}"])
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        problems: list[str] = []
+        for e in exc.errors():
+            for line in _format_error(e).splitlines():
+                if line not in problems:
+                    problems.append(line)
+        raise ConfigError(problems) from None
+    except ConfigError:
+        raise
+
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else (base_dir / p).resolve()
+
+    models = [m.model_copy(update={"reference": resolve(m.reference)}) for m in cfg.models]
+    state = cfg.state.model_copy(update={"path": resolve(cfg.state.path)})
+    return cfg.model_copy(update={"models": models, "state": state})
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file. Raises :class:`ConfigError` naming each bad key."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read the config file ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([f"{p}: {problem}{where}"]) from None
+    return parse_config(data, p.absolute().parent)

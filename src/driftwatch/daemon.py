@@ -1,0 +1,180 @@
+"""``driftwatch run``: the long-running daemon.
+
+The commit order, once:
+
+1. The poll loop applies a batch of records to the windows (invalid ones are
+   counted and handed to the dead-letter producer).
+2. Evaluations run on the scheduler thread over window snapshots; a rule edge is
+   written to the SQLite outbox (fsynced) before anything else happens to it.
+3. Every ``state.checkpoint_interval_seconds``, and at shutdown, the poll loop
+   flushes the dead-letter producer and only then commits the next offsets of the
+   records it has applied. A crash between 1 and 3 re-delivers those records
+   (at-least-once), never skips one.
+4. The webhook sender drains the outbox on its own thread and deletes a
+   notification only once it is delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from driftwatch.app import Pipeline, webhook_targets
+from driftwatch.config import Config
+from driftwatch.errors import ConfigError
+from driftwatch.sinks.http import HttpEndpoints
+from driftwatch.sinks.outbox import Outbox
+from driftwatch.sinks.prometheus import PrometheusExporter
+from driftwatch.sinks.webhook import WebhookSender
+from driftwatch.sources.kafka import KafkaDeadLetters, KafkaSource, check_client_options
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config: Config, on_ready: Callable[[Daemon], None] | None = None) -> None:
+        problems = check_client_options(config.kafka.client)
+        if problems:
+            raise ConfigError(problems)
+        self.config = config
+        self.targets = webhook_targets(config)
+        self.stop_event = threading.Event()
+        self.on_ready = on_ready
+        config.state.path.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(config.state.path / "outbox.sqlite3")
+        self.dead_letters: KafkaDeadLetters | None = None
+        self.sender: WebhookSender | None = None
+        self.pipeline = Pipeline.from_config(config, self.outbox, None, self._wake_sender)
+        self.exporter = PrometheusExporter(self.pipeline.telemetry.snapshot, list(self.targets))
+        self.http = HttpEndpoints(
+            config.http.host, config.http.port, self.exporter.render, self.readiness, self.status
+        )
+        self.assignment: set[tuple[str, int]] = set()
+        self.joined = False
+        self._offsets: dict[tuple[str, int], int] = {}
+
+    # -- endpoints --------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, str]:
+        if not self.joined:
+            return False, "not ready: waiting for the consumer group assignment"
+        return True, f"ready: {len(self.assignment)} partition(s) assigned"
+
+    def status(self) -> dict[str, Any]:
+        out = self.pipeline.status()
+        ready, why = self.readiness()
+        out["ready"] = ready
+        out["readiness"] = why
+        out["assignment"] = sorted(f"{t}/{p}" for t, p in self.assignment)
+        items = self.outbox.listing(limit=100)
+        out["webhooks"] = {
+            "pending": [self._outbox_item(i) for i in items if i.status == "pending"],
+            "failed": [self._outbox_item(i) for i in items if i.status == "failed"],
+        }
+        return out
+
+    @staticmethod
+    def _outbox_item(item: Any) -> dict[str, Any]:
+        return {"id": item.id, "webhook": item.webhook, "attempts": item.attempts,
+                "created_at": item.created_at, "next_attempt_at": item.next_attempt_at,
+                "last_error": item.last_error}
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.pipeline.evaluate(time.time())
+        except Exception:  # a failing round must not kill the scheduler's job
+            log.exception("evaluation failed")
+        finally:
+            self.exporter.observe_evaluation(time.perf_counter() - started)
+            self.pipeline.telemetry.set_pending(self.outbox.pending_counts())
+
+    def _wake_sender(self) -> None:
+        if self.sender is not None:
+            self.sender.wake()
+
+    # -- the poll loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        cfg = self.config
+        self.http.start()
+        log.info("serving /metrics, /healthz, /readyz, /status on http://%s:%d", cfg.http.host, self.http.port)
+        telemetry = self.pipeline.telemetry
+        self.sender = WebhookSender(self.outbox, self.targets, telemetry.count_delivery)
+        self.sender.start()
+        if cfg.kafka.dead_letter_topic:
+            self.dead_letters = KafkaDeadLetters(
+                cfg.kafka.bootstrap_servers, cfg.kafka.dead_letter_topic, cfg.kafka.client,
+                cfg.kafka.max_event_bytes,
+            )
+            self.pipeline.dead_letters = self.dead_letters
+        source = KafkaSource(
+            cfg.kafka.bootstrap_servers, cfg.kafka.group_id, [cfg.kafka.prediction_topic],
+            cfg.kafka.client, cfg.kafka.max_poll_records, cfg.kafka.max_event_bytes,
+        )
+        scheduler = BackgroundScheduler(daemon=True)
+        scheduler.add_job(
+            self.evaluate, "interval", seconds=cfg.evaluation.interval_seconds, id="evaluate",
+            coalesce=True, max_instances=1, misfire_grace_time=int(cfg.evaluation.misfire_grace_seconds),
+        )
+        scheduler.start()
+        last_commit = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                records = source.poll(0.5)
+                self._rebalanced(source)
+                if records:
+                    self.pipeline.apply(records)
+                    for r in records:
+                        self._offsets[(r.topic, r.partition)] = r.offset + 1
+                if time.monotonic() - last_commit >= cfg.state.checkpoint_interval_seconds:
+                    self._commit(source)
+                    last_commit = time.monotonic()
+        finally:
+            log.info("shutting down: final evaluation and offset commit")
+            scheduler.shutdown(wait=True)
+            self.evaluate()
+            self._commit(source)
+            source.close()
+            if self.dead_letters is not None:
+                self.dead_letters.close()
+            self.sender.stop()
+            self.http.stop()
+            self.outbox.close()
+        return 0
+
+    def _rebalanced(self, source: KafkaSource) -> None:
+        for kind, parts in source.rebalances():
+            if kind == "assigned":
+                self.assignment |= parts
+                if not self.joined:
+                    self.joined = True
+                    if self.on_ready is not None:
+                        self.on_ready(self)
+            else:
+                self.assignment -= parts
+                for tp in parts:
+                    self._offsets.pop(tp, None)
+            log.info("partitions %s: %s", kind, sorted(f"{t}/{p}" for t, p in parts))
+
+    def _commit(self, source: KafkaSource) -> None:
+        if self.dead_letters is not None:
+            self.dead_letters.flush()
+        offsets = {tp: o for tp, o in self._offsets.items() if tp in self.assignment}
+        if offsets and source.commit(offsets):
+            for tp in offsets:
+                self._offsets.pop(tp, None)
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s; stopping", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)

@@ -1,0 +1,1 @@
+"""``driftwatch demo``: a local broker, a drifting producer, a webhook receiver and the daemon."""

@@ -1,0 +1,61 @@
+"""Rule edges -> notification bodies (CONTRACT section 6, ``format: generic``)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from driftwatch.detectors.policy import Edge
+from driftwatch.monitor.results import Evaluation
+
+_NAMESPACE = uuid.UUID("6c1f3f0e-3a43-4b6a-9a43-4f1d3b0d7a11")
+_FIRED_TYPE = {"feature_drift": "drift.detected", "prediction_drift": "drift.detected",
+               "dataset_drift": "drift.detected", "performance": "performance.degraded"}
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def notification_id(model: str, rule: str, kind: str, occurred_at: float) -> str:
+    """Deterministic: re-deriving the same notification (e.g. after a restart) gives the same id."""
+    return str(uuid.uuid5(_NAMESPACE, f"{model}\x1f{rule}\x1f{kind}\x1f{occurred_at:.6f}"))
+
+
+def _clean(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) else x
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: str
+    model: str
+    rule: str
+    type: str
+    body: dict[str, Any]
+
+
+def notification(evaluation: Evaluation, rule: str, edge: Edge) -> Notification:
+    kind = _FIRED_TYPE[rule] if edge is Edge.FIRED else "resolved"
+    nid = notification_id(evaluation.model, rule, kind, evaluation.evaluated_at)
+    drifted = [
+        {"feature": f.feature, "psi": _clean(f.psi), "ks_statistic": _clean(f.ks_statistic),
+         "ks_pvalue": _clean(f.ks_pvalue)}
+        for f in evaluation.drifted_features
+    ]
+    body: dict[str, Any] = {
+        "id": nid,
+        "type": kind,
+        "model": evaluation.model,
+        "rule": rule,
+        "occurred_at": iso(evaluation.evaluated_at),
+        "window": {"events": evaluation.window_events, "labeled_events": 0},
+        "drifted_features": drifted,
+        "performance": None,
+        "prediction_psi": _clean(evaluation.prediction_psi),
+        "drifted_features_ratio": evaluation.drifted_ratio,
+    }
+    return Notification(nid, evaluation.model, rule, kind, body)

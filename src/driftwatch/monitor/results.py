@@ -1,0 +1,80 @@
+"""Evaluation results: frozen snapshots read by the exporter, /status and the notifier."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+RULES = ("feature_drift", "prediction_drift")
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) else round(x, 6)
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    feature: str
+    kind: str  # numerical | categorical
+    psi: float
+    ks_statistic: float | None
+    ks_pvalue: float | None
+    drift: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "kind": self.kind,
+            "psi": _num(self.psi),
+            "ks_statistic": _num(self.ks_statistic),
+            "ks_pvalue": None if self.ks_pvalue is None or math.isnan(self.ks_pvalue) else self.ks_pvalue,
+            "drift": self.drift,
+        }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One model's statistics and rule breaches at ``evaluated_at``."""
+
+    model: str
+    evaluated_at: float
+    window_events: int
+    window_oldest: float | None
+    window_newest: float | None
+    features: tuple[FeatureResult, ...]
+    prediction_psi: float | None
+    prediction_drift: bool
+    enough_events: bool
+
+    @property
+    def drifted_features(self) -> tuple[FeatureResult, ...]:
+        return tuple(f for f in self.features if f.drift)
+
+    @property
+    def drifted_ratio(self) -> float:
+        return len(self.drifted_features) / len(self.features) if self.features else 0.0
+
+    @property
+    def breaches(self) -> dict[str, bool]:
+        return {
+            "feature_drift": bool(self.drifted_features),
+            "prediction_drift": self.prediction_drift,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "evaluated_at": self.evaluated_at,
+            "window": {
+                "events": self.window_events,
+                "oldest_timestamp": self.window_oldest,
+                "newest_timestamp": self.window_newest,
+            },
+            "enough_events": self.enough_events,
+            "features": [f.to_dict() for f in self.features],
+            "prediction_psi": _num(self.prediction_psi),
+            "prediction_drift": self.prediction_drift,
+            "drifted_features_ratio": round(self.drifted_ratio, 6),
+            "breaches": self.breaches,
+        }

@@ -1,0 +1,81 @@
+"""Thread-safe counters and the latest evaluations, read by the exporter and /status."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from driftwatch.monitor.results import Evaluation
+
+
+@dataclass(frozen=True)
+class TelemetrySnapshot:
+    events_total: dict[str, int]
+    labels_total: dict[str, int]
+    invalid_total: dict[str, int]
+    missing_total: dict[tuple[str, str], int]
+    late_total: dict[str, int]
+    deliveries_total: dict[tuple[str, str], int]
+    evaluations: dict[str, Evaluation]
+    alert_active: dict[tuple[str, str], bool]
+    webhook_pending: dict[str, int] = field(default_factory=dict)
+
+
+class Telemetry:
+    """Everything the daemon counts. Writers are the poll loop, the evaluator and the
+    webhook sender; readers take a consistent :class:`TelemetrySnapshot`."""
+
+    def __init__(self, models: list[str], rules: tuple[str, ...]) -> None:
+        self._lock = threading.Lock()
+        self.events_total: Counter[str] = Counter(dict.fromkeys(models, 0))
+        self.labels_total: Counter[str] = Counter(dict.fromkeys(models, 0))
+        self.invalid_total: Counter[str] = Counter()
+        self.missing_total: Counter[tuple[str, str]] = Counter()
+        self.late_total: Counter[str] = Counter(dict.fromkeys(models, 0))
+        self.deliveries_total: Counter[tuple[str, str]] = Counter()
+        self.evaluations: dict[str, Evaluation] = {}
+        self.alert_active: dict[tuple[str, str], bool] = {(m, r): False for m in models for r in rules}
+        self.webhook_pending: dict[str, int] = {}
+
+    def count_events(self, model: str, n: int, late: int = 0) -> None:
+        with self._lock:
+            self.events_total[model] += n
+            if late:
+                self.late_total[model] += late
+
+    def count_invalid(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.invalid_total[reason] += n
+
+    def count_missing(self, model: str, feature: str, n: int) -> None:
+        with self._lock:
+            self.missing_total[(model, feature)] += n
+
+    def count_delivery(self, webhook: str, outcome: str) -> None:
+        with self._lock:
+            self.deliveries_total[(webhook, outcome)] += 1
+
+    def set_pending(self, pending: dict[str, int]) -> None:
+        with self._lock:
+            self.webhook_pending = dict(pending)
+
+    def record(self, evaluation: Evaluation, active: dict[str, bool]) -> None:
+        with self._lock:
+            self.evaluations[evaluation.model] = evaluation
+            for rule, on in active.items():
+                self.alert_active[(evaluation.model, rule)] = on
+
+    def snapshot(self) -> TelemetrySnapshot:
+        with self._lock:
+            return TelemetrySnapshot(
+                dict(self.events_total),
+                dict(self.labels_total),
+                dict(self.invalid_total),
+                dict(self.missing_total),
+                dict(self.late_total),
+                dict(self.deliveries_total),
+                dict(self.evaluations),
+                dict(self.alert_active),
+                dict(self.webhook_pending),
+            )

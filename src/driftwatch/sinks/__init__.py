@@ -1,0 +1,1 @@
+"""Where results go: Prometheus, webhooks (through a durable outbox), HTTP endpoints."""

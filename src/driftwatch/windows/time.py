@@ -1,0 +1,67 @@
+"""``window: {seconds: S}``: events within S seconds (event time) of the newest one.
+
+Panes are S/100 wide, aligned to the epoch; a pane is evicted once its end is
+S seconds or more before the newest event, so the window spans between S and
+S + S/100 seconds. An event whose pane is already out of the window on arrival
+is dropped and counted in ``late_events``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from driftwatch.windows.panes import PANES, IntArray, Pane, PaneWindow
+
+
+class TimeWindow(PaneWindow):
+    def __init__(self, seconds: float, nbins: int) -> None:
+        if not seconds > 0:
+            raise ValueError("seconds must be positive")
+        super().__init__(nbins)
+        self.seconds = float(seconds)
+        self.pane_width = self.seconds / PANES
+        self.late_events = 0
+        self._keys: list[int] = []  # sorted keys of self._panes, which is kept in key order
+
+    def _expired(self, key: int) -> bool:
+        newest = self.newest_timestamp
+        return newest is not None and (key + 1) * self.pane_width <= newest - self.seconds
+
+    def add(self, bins: IntArray, timestamps: npt.NDArray[np.float64]) -> int:
+        """Add events; returns how many were dropped as late."""
+        if bins.shape[0] == 0:
+            return 0
+        self._note_newest(timestamps)
+        keys = np.floor(timestamps / self.pane_width).astype(np.int64)
+        dropped = 0
+        for key in np.unique(keys).tolist():
+            rows = keys == key
+            n = int(rows.sum())
+            if self._expired(key):
+                dropped += n
+                continue
+            self._add_to(self._pane(key), bins[rows], n)
+        while self._panes and self._expired(self._panes[0].key):
+            self._evict_oldest()
+            self._keys.pop(0)
+        self.late_events += dropped
+        self.oldest_timestamp = self._panes[0].key * self.pane_width if self._panes else None
+        return dropped
+
+    def _note_newest(self, timestamps: npt.NDArray[np.float64]) -> None:
+        hi = float(timestamps.max())
+        if math.isfinite(hi) and (self.newest_timestamp is None or hi > self.newest_timestamp):
+            self.newest_timestamp = hi
+
+    def _pane(self, key: int) -> Pane:
+        i = bisect.bisect_left(self._keys, key)
+        if i < len(self._keys) and self._keys[i] == key:
+            return self._panes[i]
+        pane = Pane(key, self.nbins)
+        self._keys.insert(i, key)
+        self._panes.insert(i, pane)
+        return pane
