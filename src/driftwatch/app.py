@@ -44,7 +44,9 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
     try:
         profile = ReferenceProfile.build(columns, dict(model.features), model.task)
     except ValueError as exc:
-        raise DriftwatchError(f"models[{model.name}].reference: {model.reference.name}: {exc}") from None
+        raise DriftwatchError(
+            f"models[{model.name}].reference: {model.reference.name}: {exc}"
+        ) from None
     d = model.drift
     rule = DriftRule(
         method=d.method,
@@ -64,7 +66,9 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
     return ModelMonitor(spec, profile)
 
 
-def webhook_targets(config: Config, environ: dict[str, str] | None = None) -> dict[str, WebhookTarget]:
+def webhook_targets(
+    config: Config, environ: dict[str, str] | None = None
+) -> dict[str, WebhookTarget]:
     """Resolve webhook secrets from the environment (never from the YAML)."""
     env = os.environ if environ is None else environ
     targets: dict[str, WebhookTarget] = {}
@@ -78,7 +82,12 @@ def webhook_targets(config: Config, environ: dict[str, str] | None = None) -> di
                     f"webhooks.{name}.secret_env: environment variable {hook.secret_env} is not set"
                 )
         targets[name] = WebhookTarget(
-            name, hook.url, hook.format, secret, hook.timeout_seconds, hook.max_attempts,
+            name,
+            hook.url,
+            hook.format,
+            secret,
+            hook.timeout_seconds,
+            hook.max_attempts,
             hook.max_age_seconds,
         )
     if problems:
@@ -127,7 +136,9 @@ class Pipeline:
     ) -> Pipeline:
         monitors = {m.name: build_monitor(m) for m in config.models}
         alerts = {
-            m.name: ModelAlerts(AlertPolicy(m.alerts.consecutive, m.alerts.cooldown_seconds), list(m.webhooks))
+            m.name: ModelAlerts(
+                AlertPolicy(m.alerts.consecutive, m.alerts.cooldown_seconds), list(m.webhooks)
+            )
             for m in config.models
         }
         schemas = {m.name: ModelSchema(m.name, m.task, dict(m.features)) for m in config.models}
@@ -170,7 +181,7 @@ class Pipeline:
         """Evaluate every model on a snapshot; feed the alert policy; store notifications."""
         out = []
         with self._eval_lock:
-            for name, monitor in self.monitors.items():
+            for monitor in self.monitors.values():
                 with self._lock:
                     snap = monitor.snapshot()
                 evaluation = evaluate_snapshot(monitor.spec, monitor.profile, snap, now)

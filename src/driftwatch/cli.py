@@ -30,10 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, type=Path)
     check = sub.add_parser("check-config", help="validate a config and its reference files")
     check.add_argument("--config", required=True, type=Path)
-    demo = sub.add_parser("demo", help="local broker + synthetic drifting events + webhook receiver")
+    demo = sub.add_parser(
+        "demo", help="local broker + synthetic drifting events + webhook receiver"
+    )
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     demo.add_argument("--port", type=int, default=9108, help="HTTP port of /metrics (0 = any free)")
-    demo.add_argument("--drift-after", type=float, default=20.0, help="seconds before the drift starts")
+    demo.add_argument(
+        "--drift-after", type=float, default=20.0, help="seconds before the drift starts"
+    )
     demo.add_argument("--rate", type=float, default=400.0, help="events per second")
     rep = sub.add_parser("replay", help="the pipeline over a JSON-lines file of events")
     rep.add_argument("--config", required=True, type=Path)
@@ -57,7 +61,9 @@ def _summary(cfg: Config) -> str:
         f"evaluation every {cfg.evaluation.interval_seconds:g}s",
     ]
     for name, hook in cfg.webhooks.items():
-        lines.append(f"webhook {name}: {hook.format} {hook.url}" + (" (signed)" if hook.secret_env else ""))
+        lines.append(
+            f"webhook {name}: {hook.format} {hook.url}" + (" (signed)" if hook.secret_env else "")
+        )
     for m in cfg.models:
         window = f"{m.window.events} events" if m.window.events else f"{m.window.seconds:g}s"
         lines.append(

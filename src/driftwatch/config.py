@@ -100,7 +100,9 @@ class DriftConfig(_Strict):
     @model_validator(mode="after")
     def _pvalue_range(self) -> DriftConfig:
         if self.method == "ks" and self.threshold >= 1:
-            raise ValueError(f"threshold: with method ks it is a p-value in (0, 1), got {self.threshold}")
+            raise ValueError(
+                f"threshold: with method ks it is a p-value in (0, 1), got {self.threshold}"
+            )
         return self
 
     @property

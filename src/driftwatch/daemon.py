@@ -81,9 +81,14 @@ class Daemon:
 
     @staticmethod
     def _outbox_item(item: Any) -> dict[str, Any]:
-        return {"id": item.id, "webhook": item.webhook, "attempts": item.attempts,
-                "created_at": item.created_at, "next_attempt_at": item.next_attempt_at,
-                "last_error": item.last_error}
+        return {
+            "id": item.id,
+            "webhook": item.webhook,
+            "attempts": item.attempts,
+            "created_at": item.created_at,
+            "next_attempt_at": item.next_attempt_at,
+            "last_error": item.last_error,
+        }
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self) -> None:
@@ -104,24 +109,39 @@ class Daemon:
     def run(self) -> int:
         cfg = self.config
         self.http.start()
-        log.info("serving /metrics, /healthz, /readyz, /status on http://%s:%d", cfg.http.host, self.http.port)
+        log.info(
+            "serving /metrics, /healthz, /readyz, /status on http://%s:%d",
+            cfg.http.host,
+            self.http.port,
+        )
         telemetry = self.pipeline.telemetry
         self.sender = WebhookSender(self.outbox, self.targets, telemetry.count_delivery)
         self.sender.start()
         if cfg.kafka.dead_letter_topic:
             self.dead_letters = KafkaDeadLetters(
-                cfg.kafka.bootstrap_servers, cfg.kafka.dead_letter_topic, cfg.kafka.client,
+                cfg.kafka.bootstrap_servers,
+                cfg.kafka.dead_letter_topic,
+                cfg.kafka.client,
                 cfg.kafka.max_event_bytes,
             )
             self.pipeline.dead_letters = self.dead_letters
         source = KafkaSource(
-            cfg.kafka.bootstrap_servers, cfg.kafka.group_id, [cfg.kafka.prediction_topic],
-            cfg.kafka.client, cfg.kafka.max_poll_records, cfg.kafka.max_event_bytes,
+            cfg.kafka.bootstrap_servers,
+            cfg.kafka.group_id,
+            [cfg.kafka.prediction_topic],
+            cfg.kafka.client,
+            cfg.kafka.max_poll_records,
+            cfg.kafka.max_event_bytes,
         )
         scheduler = BackgroundScheduler(daemon=True)
         scheduler.add_job(
-            self.evaluate, "interval", seconds=cfg.evaluation.interval_seconds, id="evaluate",
-            coalesce=True, max_instances=1, misfire_grace_time=int(cfg.evaluation.misfire_grace_seconds),
+            self.evaluate,
+            "interval",
+            seconds=cfg.evaluation.interval_seconds,
+            id="evaluate",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=int(cfg.evaluation.misfire_grace_seconds),
         )
         scheduler.start()
         last_commit = time.monotonic()

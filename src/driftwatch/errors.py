@@ -36,4 +36,7 @@ class InvalidEvent(DriftwatchError):
 
 
 class CheckpointError(DriftwatchError):
-    """A checkpoint cannot be read. Move the state directory aside to start empty, or restore a backup."""
+    """A checkpoint cannot be read.
+
+    Move the state directory aside to start empty, or restore a backup.
+    """

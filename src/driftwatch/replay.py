@@ -41,7 +41,10 @@ def _event_time(value: bytes | None) -> float | None:
 
 
 def replay(
-    config: Config, records: Iterable[Record], emit: Callable[[dict[str, Any]], None], batch: int = 500
+    config: Config,
+    records: Iterable[Record],
+    emit: Callable[[dict[str, Any]], None],
+    batch: int = 500,
 ) -> Pipeline:
     pipeline = Pipeline.from_config(config)
     interval = config.evaluation.interval_seconds

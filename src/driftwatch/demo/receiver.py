@@ -12,7 +12,9 @@ from driftwatch.sinks.webhook import secret_key, sign
 
 
 class Receiver:
-    def __init__(self, secret: str | None, on_message: Callable[[dict[str, Any], bool], None]) -> None:
+    def __init__(
+        self, secret: str | None, on_message: Callable[[dict[str, Any], bool], None]
+    ) -> None:
         key = secret_key(secret) if secret else None
 
         class Handler(BaseHTTPRequestHandler):

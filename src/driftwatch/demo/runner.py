@@ -28,7 +28,9 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def produce(bootstrap: str, topic: str, rate: float, drift_after: float, stop: threading.Event) -> None:
+def produce(
+    bootstrap: str, topic: str, rate: float, drift_after: float, stop: threading.Event
+) -> None:
     from driftwatch.sources.kafka import JsonProducer
 
     producer = JsonProducer([bootstrap])
@@ -41,7 +43,9 @@ def produce(bootstrap: str, topic: str, rate: float, drift_after: float, stop: t
             elapsed = time.monotonic() - started
             drifted = elapsed >= drift_after
             if drifted and not announced:
-                _say(f"[producer] {elapsed:.0f}s: drift starts now (income x1.5, regions reshuffled)")
+                _say(
+                    f"[producer] {elapsed:.0f}s: drift starts now (income x1.5, regions reshuffled)"
+                )
                 announced = True
             due = int(elapsed * rate) - sent
             if due > 0:
@@ -76,7 +80,8 @@ def demo(duration: float | None, port: int, drift_after: float, rate: float) -> 
 
         def on_message(body: dict[str, Any], verified: bool) -> None:
             mark = "signature verified" if verified else "SIGNATURE DID NOT VERIFY"
-            _say(f"[webhook] {body.get('type')} model={body.get('model')} rule={body.get('rule')} ({mark})")
+            what = f"{body.get('type')} model={body.get('model')} rule={body.get('rule')}"
+            _say(f"[webhook] {what} ({mark})")
             _say("          " + orjson.dumps(body).decode())
 
         receiver = Receiver(secret, on_message).start()
@@ -85,8 +90,10 @@ def demo(duration: float | None, port: int, drift_after: float, rate: float) -> 
         base = f"http://{config.http.host}:{daemon.http.port}"
         _say(f"driftwatch demo: broker {broker.bootstrap}, webhook receiver {receiver.url}")
         _say(f"  metrics: {base}/metrics   status: {base}/status   ready: {base}/readyz")
-        _say(f"  {rate:g} events/s for model {synthetic.MODEL}; drift starts after {drift_after:g}s."
-             " Watch:  curl -s " + base + "/metrics | grep driftwatch_feature_psi")
+        _say(
+            f"  {rate:g} events/s for model {synthetic.MODEL}; drift starts after {drift_after:g}s."
+            " Watch:  curl -s " + base + "/metrics | grep driftwatch_feature_psi"
+        )
         _say("  Ctrl-C to stop." if duration is None else f"  stopping after {duration:g}s.")
         producer = threading.Thread(
             target=produce,
@@ -103,8 +110,14 @@ def demo(duration: float | None, port: int, drift_after: float, rate: float) -> 
                 for name, model in daemon.status()["models"].items():
                     ev = model["evaluation"]
                     if ev:
-                        psi = ", ".join(f"{f['feature']}={f['psi']:.3f}" for f in ev["features"] if f["psi"] is not None)
-                        _say(f"[status] {name}: {ev['window']['events']} events in window; psi {psi}")
+                        psi = ", ".join(
+                            f"{f['feature']}={f['psi']:.3f}"
+                            for f in ev["features"]
+                            if f["psi"] is not None
+                        )
+                        _say(
+                            f"[status] {name}: {ev['window']['events']} events in window; psi {psi}"
+                        )
 
         threading.Thread(target=report, daemon=True).start()
         try:

@@ -24,23 +24,34 @@ def sample(rng: np.random.Generator, n: int, drifted: bool) -> dict[str, Any]:
     score = 1 / (1 + np.exp(-logit))
     prediction = (score >= 0.5).astype(int)
     label = (rng.random(n) < score).astype(int)
-    return {"income": income.round(2), "age": age.astype(int), "region": region,
-            "score": score.round(4), "prediction": prediction, "label": label}
+    return {
+        "income": income.round(2),
+        "age": age.astype(int),
+        "region": region,
+        "score": score.round(4),
+        "prediction": prediction,
+        "label": label,
+    }
 
 
 def reference_frame(seed: int = 7, n: int = 5000) -> pd.DataFrame:
     return pd.DataFrame(sample(np.random.default_rng(seed), n, drifted=False))
 
 
-def events(rng: np.random.Generator, n: int, drifted: bool, start_id: int, ts: float) -> list[dict[str, Any]]:
+def events(
+    rng: np.random.Generator, n: int, drifted: bool, start_id: int, ts: float
+) -> list[dict[str, Any]]:
     cols = sample(rng, n, drifted)
     return [
         {
             "model": MODEL,
             "id": f"p-{start_id + i:09d}",
             "timestamp": ts,
-            "features": {"income": float(cols["income"][i]), "age": int(cols["age"][i]),
-                         "region": str(cols["region"][i])},
+            "features": {
+                "income": float(cols["income"][i]),
+                "age": int(cols["age"][i]),
+                "region": str(cols["region"][i]),
+            },
             "prediction": int(cols["prediction"][i]),
             "score": float(cols["score"][i]),
         }

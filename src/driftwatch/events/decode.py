@@ -62,7 +62,9 @@ def parse_timestamp(value: object) -> float:
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
         return dt.timestamp()
-    raise InvalidEvent("invalid_timestamp", f"expected a string or number, got {type(value).__name__}")
+    raise InvalidEvent(
+        "invalid_timestamp", f"expected a string or number, got {type(value).__name__}"
+    )
 
 
 def _number(value: object, what: str) -> float:
@@ -79,7 +81,9 @@ def _category(value: object, what: str) -> str:
         raise InvalidEvent("non_finite", what)
     if isinstance(value, (str, int, float, bool)):
         return category_key(value)
-    raise InvalidEvent("invalid_type", f"{what}: expected a string or number, got {type(value).__name__}")
+    raise InvalidEvent(
+        "invalid_type", f"{what}: expected a string or number, got {type(value).__name__}"
+    )
 
 
 def _ident(obj: Mapping[str, Any]) -> str:
@@ -115,7 +119,9 @@ class Decoder:
         if model is None:
             raise InvalidEvent("missing_field", "model")
         if not isinstance(model, str):
-            raise InvalidEvent("invalid_type", f"model: expected a string, got {type(model).__name__}")
+            raise InvalidEvent(
+                "invalid_type", f"model: expected a string, got {type(model).__name__}"
+            )
         schema = self.schemas.get(model)
         if schema is None:
             raise InvalidEvent("unknown_model", model[:128])
@@ -132,7 +138,9 @@ class Decoder:
         if feats is None:
             raise InvalidEvent("missing_field", "features")
         if not isinstance(feats, dict):
-            raise InvalidEvent("invalid_type", f"features: expected an object, got {type(feats).__name__}")
+            raise InvalidEvent(
+                "invalid_type", f"features: expected an object, got {type(feats).__name__}"
+            )
         values: dict[str, FeatureValue] = {}
         for name in schema.numerical:
             v = feats.get(name)

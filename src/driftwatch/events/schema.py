@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+
 def category_key(value: object) -> str:
     """The canonical string of a category, so ``1``, ``1.0`` and ``"1"`` are one category.
 

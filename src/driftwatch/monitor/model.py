@@ -65,7 +65,8 @@ class ModelMonitor:
             slot_bins = profile.slot_bins(slot)
             if slot == "prediction":
                 values: list[object] = [
-                    e.score if profile.prediction_source == "score" else e.prediction for e in events
+                    e.score if profile.prediction_source == "score" else e.prediction
+                    for e in events
                 ]
             else:
                 values = [e.features.get(slot) for e in events]
@@ -118,7 +119,9 @@ def evaluate_snapshot(
             drift = rule.numerical(n, psi, pvalue)
             results.append(FeatureResult(slot, "numerical", psi, stat, pvalue, drift))
         else:
-            results.append(FeatureResult(slot, "categorical", psi, None, None, rule.categorical(n, psi)))
+            results.append(
+                FeatureResult(slot, "categorical", psi, None, None, rule.categorical(n, psi))
+            )
     return Evaluation(
         model=spec.name,
         evaluated_at=now,

@@ -12,8 +12,12 @@ from driftwatch.detectors.policy import Edge
 from driftwatch.monitor.results import Evaluation
 
 _NAMESPACE = uuid.UUID("6c1f3f0e-3a43-4b6a-9a43-4f1d3b0d7a11")
-_FIRED_TYPE = {"feature_drift": "drift.detected", "prediction_drift": "drift.detected",
-               "dataset_drift": "drift.detected", "performance": "performance.degraded"}
+_FIRED_TYPE = {
+    "feature_drift": "drift.detected",
+    "prediction_drift": "drift.detected",
+    "dataset_drift": "drift.detected",
+    "performance": "performance.degraded",
+}
 
 
 def iso(ts: float) -> str:
@@ -42,8 +46,12 @@ def notification(evaluation: Evaluation, rule: str, edge: Edge) -> Notification:
     kind = _FIRED_TYPE[rule] if edge is Edge.FIRED else "resolved"
     nid = notification_id(evaluation.model, rule, kind, evaluation.evaluated_at)
     drifted = [
-        {"feature": f.feature, "psi": _clean(f.psi), "ks_statistic": _clean(f.ks_statistic),
-         "ks_pvalue": _clean(f.ks_pvalue)}
+        {
+            "feature": f.feature,
+            "psi": _clean(f.psi),
+            "ks_statistic": _clean(f.ks_statistic),
+            "ks_pvalue": _clean(f.ks_pvalue),
+        }
         for f in evaluation.drifted_features
     ]
     body: dict[str, Any] = {

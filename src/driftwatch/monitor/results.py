@@ -28,7 +28,9 @@ class FeatureResult:
             "kind": self.kind,
             "psi": _num(self.psi),
             "ks_statistic": _num(self.ks_statistic),
-            "ks_pvalue": None if self.ks_pvalue is None or math.isnan(self.ks_pvalue) else self.ks_pvalue,
+            "ks_pvalue": None
+            if self.ks_pvalue is None or math.isnan(self.ks_pvalue)
+            else self.ks_pvalue,
             "drift": self.drift,
         }
 

@@ -35,7 +35,9 @@ class Telemetry:
         self.late_total: Counter[str] = Counter(dict.fromkeys(models, 0))
         self.deliveries_total: Counter[tuple[str, str]] = Counter()
         self.evaluations: dict[str, Evaluation] = {}
-        self.alert_active: dict[tuple[str, str], bool] = {(m, r): False for m in models for r in rules}
+        self.alert_active: dict[tuple[str, str], bool] = {
+            (m, r): False for m in models for r in rules
+        }
         self.webhook_pending: dict[str, int] = {}
 
     def count_events(self, model: str, n: int, late: int = 0) -> None:

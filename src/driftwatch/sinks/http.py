@@ -36,12 +36,20 @@ class HttpEndpoints:
                         self._send(200, b"ok\n", "text/plain; charset=utf-8")
                     elif path == "/readyz":
                         ok, why = ready()
-                        self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
+                        self._send(
+                            200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8"
+                        )
                     elif path == "/status":
-                        body = orjson.dumps(status(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+                        body = orjson.dumps(
+                            status(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+                        )
                         self._send(200, body, "application/json")
                     else:
-                        self._send(404, b"not found: try /metrics, /healthz, /readyz, /status\n", "text/plain")
+                        self._send(
+                            404,
+                            b"not found: try /metrics, /healthz, /readyz, /status\n",
+                            "text/plain",
+                        )
                 except Exception:
                     log.exception("http: error serving %s", path)
                     self._send(500, b"internal error\n", "text/plain")
@@ -63,7 +71,9 @@ class HttpEndpoints:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="driftwatch-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="driftwatch-http", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

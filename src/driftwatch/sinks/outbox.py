@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 """
 
+_COLUMNS = "id, webhook, body, created_at, attempts, next_attempt_at, status, last_error"
+
 
 @dataclass(frozen=True)
 class Pending:
@@ -64,8 +66,7 @@ class Outbox:
     def due(self, now: float, limit: int = 100) -> list[Pending]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, webhook, body, created_at, attempts, next_attempt_at, status, last_error"
-                " FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+                f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
                 " ORDER BY next_attempt_at, created_at LIMIT ?",
                 (now, limit),
             ).fetchall()
@@ -103,8 +104,7 @@ class Outbox:
     def listing(self, limit: int = 100) -> list[Pending]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, webhook, body, created_at, attempts, next_attempt_at, status, last_error"
-                " FROM outbox ORDER BY created_at LIMIT ?",
+                f"SELECT {_COLUMNS} FROM outbox ORDER BY created_at LIMIT ?",
                 (limit,),
             ).fetchall()
         return [Pending(*r) for r in rows]

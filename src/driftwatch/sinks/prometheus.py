@@ -37,33 +37,39 @@ class DriftwatchCollector(Collector):
 
     def _drift(self, s: TelemetrySnapshot) -> Iterator[Metric]:
         psi = GaugeMetricFamily(
-            "driftwatch_feature_psi", "PSI of the current window against the reference",
+            "driftwatch_feature_psi",
+            "PSI of the current window against the reference",
             labels=["model", "feature"],
         )
         ks_stat = GaugeMetricFamily(
-            "driftwatch_feature_ks_statistic", "KS statistic of a numerical feature",
+            "driftwatch_feature_ks_statistic",
+            "KS statistic of a numerical feature",
             labels=["model", "feature"],
         )
         ks_p = GaugeMetricFamily(
-            "driftwatch_feature_ks_pvalue", "KS p-value of a numerical feature",
+            "driftwatch_feature_ks_pvalue",
+            "KS p-value of a numerical feature",
             labels=["model", "feature"],
         )
         drift = GaugeMetricFamily(
-            "driftwatch_feature_drift", "1 when the feature's drift rule breaches, else 0",
+            "driftwatch_feature_drift",
+            "1 when the feature's drift rule breaches, else 0",
             labels=["model", "feature"],
         )
         pred = GaugeMetricFamily(
             "driftwatch_prediction_psi", "PSI of the predictions' distribution", labels=["model"]
         )
         ratio = GaugeMetricFamily(
-            "driftwatch_model_drifted_features_ratio", "Share of features that breach",
+            "driftwatch_model_drifted_features_ratio",
+            "Share of features that breach",
             labels=["model"],
         )
         window = GaugeMetricFamily(
             "driftwatch_window_events", "Prediction events in the current window", labels=["model"]
         )
         last = GaugeMetricFamily(
-            "driftwatch_last_evaluation_timestamp_seconds", "When the model was last evaluated",
+            "driftwatch_last_evaluation_timestamp_seconds",
+            "When the model was last evaluated",
             labels=["model"],
         )
         for model, ev in sorted(s.evaluations.items()):
@@ -91,7 +97,9 @@ class DriftwatchCollector(Collector):
         )
         for model, n in sorted(s.events_total.items()):
             events.add_metric([model], n)
-        labels = CounterMetricFamily("driftwatch_labels", "Valid label events consumed", labels=["model"])
+        labels = CounterMetricFamily(
+            "driftwatch_labels", "Valid label events consumed", labels=["model"]
+        )
         for model, n in sorted(s.labels_total.items()):
             labels.add_metric([model], n)
         invalid = CounterMetricFamily(
@@ -100,19 +108,22 @@ class DriftwatchCollector(Collector):
         for reason in sorted(set(INVALID_REASONS) | set(s.invalid_total)):
             invalid.add_metric([reason], s.invalid_total.get(reason, 0))
         missing = CounterMetricFamily(
-            "driftwatch_missing_feature_values", "Prediction events lacking a feature's value",
+            "driftwatch_missing_feature_values",
+            "Prediction events lacking a feature's value",
             labels=["model", "feature"],
         )
         for (model, feature), n in sorted(s.missing_total.items()):
             missing.add_metric([model, feature], n)
         late = CounterMetricFamily(
             "driftwatch_late_events",
-            "Events older than their time window on arrival (dropped)", labels=["model"],
+            "Events older than their time window on arrival (dropped)",
+            labels=["model"],
         )
         for model, n in sorted(s.late_total.items()):
             late.add_metric([model], n)
         deliveries = CounterMetricFamily(
-            "driftwatch_webhook_deliveries", "Webhook delivery attempts by outcome",
+            "driftwatch_webhook_deliveries",
+            "Webhook delivery attempts by outcome",
             labels=["webhook", "outcome"],
         )
         for hook in self._webhooks:

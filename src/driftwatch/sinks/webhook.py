@@ -48,12 +48,24 @@ def shape(fmt: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"dag_run_id": body["id"], "conf": body}
     if fmt == "github":
         event_type = f"driftwatch.{body['type']}"[:100]
-        keys = ("id", "type", "model", "rule", "occurred_at", "window", "drifted_features", "performance")
+        keys = (
+            "id",
+            "type",
+            "model",
+            "rule",
+            "occurred_at",
+            "window",
+            "drifted_features",
+            "performance",
+        )
         return {"event_type": event_type, "client_payload": {k: body[k] for k in keys if k in body}}
     if fmt == "slack":
-        return {"text": summary(body), "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": summary(body)}},
-        ]}
+        return {
+            "text": summary(body),
+            "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": summary(body)}},
+            ],
+        }
     raise ValueError(f"unknown webhook format {fmt!r}")
 
 
@@ -176,7 +188,9 @@ class WebhookSender:
             headers["webhook-signature"] = sign(secret_key(target.secret), item.id, ts, body)
         wait: float | None = None
         try:
-            resp = self._client.post(target.url, content=body, headers=headers, timeout=target.timeout_seconds)
+            resp = self._client.post(
+                target.url, content=body, headers=headers, timeout=target.timeout_seconds
+            )
             status = resp.status_code
             if 200 <= status < 300 or (target.format == "airflow" and status == 409):
                 self.outbox.delivered(item.id, item.webhook)
@@ -195,7 +209,13 @@ class WebhookSender:
         if attempts >= target.max_attempts or now - item.created_at >= target.max_age_seconds:
             self.outbox.failed(item.id, item.webhook, error)
             self.on_outcome(item.webhook, "failure")
-            log.warning("webhook %s: giving up on %s after %d attempts: %s", target.name, item.id, attempts, error)
+            log.warning(
+                "webhook %s: giving up on %s after %d attempts: %s",
+                target.name,
+                item.id,
+                attempts,
+                error,
+            )
             return
         delay = wait if wait is not None else backoff(attempts - 1, self.backoff_base)
         self.outbox.retry(item.id, item.webhook, now + delay, error)

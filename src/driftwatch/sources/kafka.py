@@ -30,8 +30,14 @@ TP = tuple[str, int]
 #: Options driftwatch sets itself; ``kafka.client`` may not override them.
 _RESERVED = frozenset(
     {
-        "bootstrap_servers", "group_id", "enable_auto_commit", "key_deserializer",
-        "value_deserializer", "key_serializer", "value_serializer", "max_poll_records",
+        "bootstrap_servers",
+        "group_id",
+        "enable_auto_commit",
+        "key_deserializer",
+        "value_deserializer",
+        "key_serializer",
+        "value_serializer",
+        "max_poll_records",
     }
 )
 
@@ -159,7 +165,13 @@ class KafkaDeadLetters:
         try:
             self._producer.send(self.topic, key=record.key, value=record.value, headers=headers)
         except KafkaError as exc:
-            log.warning("dead-letter copy of %s/%s/%s failed: %s", record.topic, record.partition, record.offset, exc)
+            log.warning(
+                "dead-letter copy of %s/%s/%s failed: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
 
     def flush(self) -> None:
         self._producer.flush(timeout=30)

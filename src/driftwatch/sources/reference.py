@@ -24,7 +24,9 @@ def load_reference(model: str, path: Path) -> pd.DataFrame:
     except ReferenceDataError:
         raise
     except ImportError as exc:
-        raise ReferenceDataError(model, f"cannot read {path.name}: {exc} (pip install 'driftwatch[parquet]')") from None
+        raise ReferenceDataError(
+            model, f"cannot read {path.name}: {exc} (pip install 'driftwatch[parquet]')"
+        ) from None
     except Exception as exc:
         raise ReferenceDataError(model, f"cannot read {path}: {exc}") from None
     if frame.empty:

@@ -10,7 +10,9 @@ import numpy.typing as npt
 from driftwatch.stats.psi import psi_from_counts
 
 
-def category_counts(categories: Sequence[Hashable], values: Iterable[Hashable]) -> npt.NDArray[np.int64]:
+def category_counts(
+    categories: Sequence[Hashable], values: Iterable[Hashable]
+) -> npt.NDArray[np.int64]:
     """Counts over ``categories`` plus a final bin for every value not among them."""
     index = {c: i for i, c in enumerate(categories)}
     unseen = len(categories)

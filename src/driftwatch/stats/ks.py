@@ -9,7 +9,9 @@ from scipy import stats as _st
 
 def ks(reference: npt.ArrayLike, current: npt.ArrayLike) -> tuple[float, float]:
     """``scipy.stats.ks_2samp(reference, current)`` as ``(statistic, pvalue)``."""
-    res = _st.ks_2samp(np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64))
+    res = _st.ks_2samp(
+        np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    )
     return float(res.statistic), float(res.pvalue)
 
 

@@ -79,8 +79,12 @@ class PaneWindow:
         if timestamps.size == 0:
             return
         lo, hi = float(timestamps.min()), float(timestamps.max())
-        self.oldest_timestamp = lo if self.oldest_timestamp is None else min(self.oldest_timestamp, lo)
-        self.newest_timestamp = hi if self.newest_timestamp is None else max(self.newest_timestamp, hi)
+        self.oldest_timestamp = (
+            lo if self.oldest_timestamp is None else min(self.oldest_timestamp, lo)
+        )
+        self.newest_timestamp = (
+            hi if self.newest_timestamp is None else max(self.newest_timestamp, hi)
+        )
 
     def snapshot(self) -> WindowSnapshot:
         return WindowSnapshot(

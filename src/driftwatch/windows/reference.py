@@ -13,6 +13,7 @@ edge. From one fine count vector the daemon derives:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -42,14 +43,20 @@ class NumericalBins:
     kind: str = field(default="numerical", init=False)
 
     @classmethod
-    def from_reference(cls, values: npt.ArrayLike, quantiles: int = FINE_QUANTILES) -> NumericalBins:
+    def from_reference(
+        cls, values: npt.ArrayLike, quantiles: int = FINE_QUANTILES
+    ) -> NumericalBins:
         ref = np.asarray(values, dtype=np.float64)
         ref = np.sort(ref[np.isfinite(ref)])
         if ref.size == 0:
             raise ValueError("no finite reference values")
         psi_edges = decile_edges(ref)
         distinct = np.unique(ref)
-        base = distinct if distinct.size <= quantiles else np.quantile(ref, np.linspace(0, 1, quantiles))
+        base = (
+            distinct
+            if distinct.size <= quantiles
+            else np.quantile(ref, np.linspace(0, 1, quantiles))
+        )
         fine = np.unique(np.concatenate([base, psi_edges]))
         k = fine.size
         # Fine bin 2i: fine[i-1] < x < fine[i]; bin 2i+1: x == fine[i]; bin 2k: x > fine[k-1].
@@ -61,7 +68,9 @@ class NumericalBins:
         cdf[0:-1:2] = np.searchsorted(ref, fine, side="left") / ref.size
         cdf[1::2] = np.searchsorted(ref, fine, side="right") / ref.size
         cdf[-1] = 1.0
-        ref_psi = np.bincount(np.searchsorted(psi_edges, ref, side="right"), minlength=psi_edges.size + 1)
+        ref_psi = np.bincount(
+            np.searchsorted(psi_edges, ref, side="right"), minlength=psi_edges.size + 1
+        )
         return cls(fine, psi_edges, psi_of_fine, ref_psi.astype(np.int64), cdf, int(ref.size))
 
     @property
@@ -78,7 +87,7 @@ class NumericalBins:
 
     def psi_counts(self, fine_counts: npt.ArrayLike) -> FloatArray:
         """Decile-bin counts from fine-bin counts."""
-        return np.bincount(
+        return np.bincount(  # type: ignore[return-value]
             self.psi_of_fine,
             weights=np.asarray(fine_counts, dtype=np.float64),
             minlength=self.psi_edges.size + 1,
@@ -96,7 +105,7 @@ class CategoricalBins:
 
     @classmethod
     def from_reference(cls, values: Sequence[object]) -> CategoricalBins:
-        keys = [category_key(v) for v in values if v is not None and v == v]  # drop None/NaN
+        keys = [category_key(v) for v in values if v is not None and not _is_nan(v)]
         if not keys:
             raise ValueError("no reference values")
         cats = tuple(sorted(set(keys)))
@@ -177,14 +186,23 @@ class ReferenceProfile:
         prediction: SlotBins | None = None
         source: str | None = None
         if "score" in columns:
-            prediction, source = NumericalBins.from_reference(_numeric(columns["score"], "score")), "score"
+            prediction, source = (
+                NumericalBins.from_reference(_numeric(columns["score"], "score")),
+                "score",
+            )
         elif "prediction" in columns:
             source = "prediction"
             if task == "regression":
-                prediction = NumericalBins.from_reference(_numeric(columns["prediction"], "prediction"))
+                prediction = NumericalBins.from_reference(
+                    _numeric(columns["prediction"], "prediction")
+                )
             else:
                 prediction = CategoricalBins.from_reference(list(columns["prediction"]))  # type: ignore[arg-type]
         return cls(bins, prediction, source)
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _numeric(values: object, name: str) -> FloatArray:
