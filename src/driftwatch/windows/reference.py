@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -167,7 +168,7 @@ class ReferenceProfile:
     @classmethod
     def build(
         cls,
-        columns: Mapping[str, Sequence[object] | npt.ArrayLike],
+        columns: Mapping[str, Any],
         features: Mapping[str, str],
         task: str,
     ) -> ReferenceProfile:
@@ -180,7 +181,7 @@ class ReferenceProfile:
                 if kind == "numerical":
                     bins[name] = NumericalBins.from_reference(_numeric(columns[name], name))
                 else:
-                    bins[name] = CategoricalBins.from_reference(list(columns[name]))  # type: ignore[arg-type]
+                    bins[name] = CategoricalBins.from_reference(list(columns[name]))
             except ValueError as exc:
                 raise ValueError(f"column {name!r}: {exc}") from None
         prediction: SlotBins | None = None
@@ -197,7 +198,7 @@ class ReferenceProfile:
                     _numeric(columns["prediction"], "prediction")
                 )
             else:
-                prediction = CategoricalBins.from_reference(list(columns["prediction"]))  # type: ignore[arg-type]
+                prediction = CategoricalBins.from_reference(list(columns["prediction"]))
         return cls(bins, prediction, source)
 
 

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from driftwatch.monitor.results import RULES, Evaluation, FeatureResult
+from driftwatch.monitor.telemetry import Telemetry
+from driftwatch.sinks.prometheus import PrometheusExporter
+
+
+def exporter():
+    tel = Telemetry(["m"], RULES)
+    ev = Evaluation(
+        "m",
+        1_790_000_000.0,
+        1234,
+        None,
+        None,
+        (
+            FeatureResult("x", "numerical", 0.31, 0.2, 1e-9, True),
+            FeatureResult("c", "categorical", 0.01, None, None, False),
+        ),
+        0.05,
+        False,
+        True,
+    )
+    tel.record(ev, {"feature_drift": True, "prediction_drift": False})
+    tel.count_events("m", 1234)
+    tel.count_invalid("invalid_json", 3)
+    tel.count_missing("m", "x", 2)
+    exp = PrometheusExporter(tel.snapshot, ["retrain"])
+    exp.observe_evaluation(0.01)
+    tel.count_delivery("retrain", "retry")
+    return exp
+
+
+def test_contract_metrics_are_exported():
+    reg = exporter().registry
+    get = reg.get_sample_value
+    assert get("driftwatch_feature_psi", {"model": "m", "feature": "x"}) == 0.31
+    assert get("driftwatch_feature_drift", {"model": "m", "feature": "x"}) == 1.0
+    assert get("driftwatch_feature_drift", {"model": "m", "feature": "c"}) == 0.0
+    assert get("driftwatch_feature_ks_pvalue", {"model": "m", "feature": "x"}) == 1e-9
+    assert get("driftwatch_feature_ks_statistic", {"model": "m", "feature": "c"}) is None
+    assert get("driftwatch_prediction_psi", {"model": "m"}) == 0.05
+    assert get("driftwatch_model_drifted_features_ratio", {"model": "m"}) == 0.5
+    assert get("driftwatch_window_events", {"model": "m"}) == 1234
+    assert get("driftwatch_events_total", {"model": "m"}) == 1234
+    assert get("driftwatch_invalid_events_total", {"reason": "invalid_json"}) == 3
+    assert get("driftwatch_invalid_events_total", {"reason": "too_large"}) == 0
+    assert get("driftwatch_alert_active", {"model": "m", "rule": "feature_drift"}) == 1
+    assert (
+        get("driftwatch_webhook_deliveries_total", {"webhook": "retrain", "outcome": "retry"}) == 1
+    )
+    assert get("driftwatch_evaluation_duration_seconds_count") == 1
+    assert get("driftwatch_last_evaluation_timestamp_seconds", {"model": "m"}) == 1_790_000_000.0
+
+
+@pytest.mark.parametrize("accept", [None, "application/openmetrics-text; version=1.0.0"])
+def test_promtool_check_metrics_passes(accept):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (.ci/run does)"
+    body, ctype = exporter().render(accept)
+    assert ctype.startswith("application/openmetrics-text" if accept else "text/plain")
+    if accept:  # promtool lints the text format; the OpenMetrics body must just end properly
+        assert body.endswith(b"# EOF\n")
+        return
+    res = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
