@@ -69,7 +69,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def sample(text: str, name: str, **labels: str) -> float | None:
+def sample(text: str, name: str, **labels: str) -> Any:
+    """The sample's value, or None when it is not exported."""
     return samples(text).get((name, tuple(sorted(labels.items()))))
 
 

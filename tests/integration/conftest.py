@@ -18,7 +18,11 @@ import yaml
 from driftwatch.demo.broker import Broker, free_port
 from tests.helpers import FEATURES, http_get, reference_frame, wait_for
 
-FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
+FAST_GROUP = {
+    "session_timeout_ms": 6000,
+    "heartbeat_interval_ms": 1000,
+    "max_poll_interval_ms": 10000,
+}
 
 
 @pytest.fixture(scope="session")
@@ -43,11 +47,17 @@ class DaemonProcess:
         self._log = self.log.open("a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "driftwatch", "run", "--config", str(self.path)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, text=True,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            text=True,
         )
         if wait_ready:
-            wait_for(lambda: self.alive() and http_get(self.base + "/readyz")[0] == 200, 40,
-                     what=f"/readyz of {self.base} (log: {self.log})")
+            wait_for(
+                lambda: self.alive() and http_get(self.base + "/readyz")[0] == 200,
+                40,
+                what=f"/readyz of {self.base} (log: {self.log})",
+            )
         return self
 
     def alive(self) -> bool:
@@ -83,19 +93,28 @@ def daemon_config(broker: Broker, workdir: Path, topic: str, **over: Any) -> dic
     if not ref.exists():
         reference_frame().to_csv(ref, index=False)
     cfg: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": [broker.bootstrap], "group_id": f"g-{topic}",
-                  "prediction_topic": topic, "client": dict(FAST_GROUP)},
+        "kafka": {
+            "bootstrap_servers": [broker.bootstrap],
+            "group_id": f"g-{topic}",
+            "prediction_topic": topic,
+            "client": dict(FAST_GROUP),
+        },
         "http": {"host": "127.0.0.1", "port": free_port()},
         "state": {"path": str(workdir / "state"), "checkpoint_interval_seconds": 1},
         "evaluation": {"interval_seconds": 1},
         "webhooks": {},
-        "models": [{
-            "name": "m", "task": "classification", "reference": str(ref),
-            "window": {"events": 1000}, "features": dict(FEATURES),
-            "drift": {"method": "psi", "threshold": 0.2, "min_events": 200},
-            "alerts": {"consecutive": 1, "cooldown_seconds": 3600},
-            "webhooks": [],
-        }],
+        "models": [
+            {
+                "name": "m",
+                "task": "classification",
+                "reference": str(ref),
+                "window": {"events": 1000},
+                "features": dict(FEATURES),
+                "drift": {"method": "psi", "threshold": 0.2, "min_events": 200},
+                "alerts": {"consecutive": 1, "cooldown_seconds": 3600},
+                "webhooks": [],
+            }
+        ],
     }
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):

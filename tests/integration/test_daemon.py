@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
@@ -40,16 +41,23 @@ def counted(daemon, n):
 
 
 def evaluated_after(daemon, t):
-    return lambda: (sample(daemon.metrics(), "driftwatch_last_evaluation_timestamp_seconds",
-                           model="m") or 0) > t
+    return lambda: (
+        (sample(daemon.metrics(), "driftwatch_last_evaluation_timestamp_seconds", model="m") or 0)
+        > t
+    )
 
 
 def test_stationary_then_two_features_drift_one_signed_webhook(broker, topic, tmp_path, daemons):
     create_topic(broker, topic)
     with WebhookServer() as hook:
-        cfg = daemon_config(broker, tmp_path, topic,
-                            webhooks={"retrain": {"url": hook.url, "secret_env": "DW_SECRET",
-                                                  "timeout_seconds": 2}})
+        cfg = daemon_config(
+            broker,
+            tmp_path,
+            topic,
+            webhooks={
+                "retrain": {"url": hook.url, "secret_env": "DW_SECRET", "timeout_seconds": 2}
+            },
+        )
         cfg["models"][0]["webhooks"] = ["retrain"]
         d = DaemonProcess(cfg, tmp_path, env={"DW_SECRET": SECRET})
         daemons.append(d.start())
@@ -72,8 +80,11 @@ def test_stationary_then_two_features_drift_one_signed_webhook(broker, topic, tm
         wait_for(lambda: hook.requests, 15, what="a webhook")
         time.sleep(3)  # several more evaluations: still exactly one notification
         text = d.metrics()
-        drifted = {f for f in ("x1", "x2", "x3", "color")
-                   if sample(text, "driftwatch_feature_drift", model="m", feature=f) == 1}
+        drifted = {
+            f
+            for f in ("x1", "x2", "x3", "color")
+            if sample(text, "driftwatch_feature_drift", model="m", feature=f) == 1
+        }
         assert drifted == {"x2", "color"}
         for f in ("x2", "color"):
             assert sample(text, "driftwatch_feature_psi", model="m", feature=f) >= 0.2
@@ -90,8 +101,12 @@ def test_stationary_then_two_features_drift_one_signed_webhook(broker, topic, tm
         assert body["type"] == "drift.detected" and body["rule"] == "feature_drift"
         assert {f["feature"] for f in body["drifted_features"]} == {"x2", "color"}
         assert headers["idempotency-key"] == body["id"]
-        assert sample(text, "driftwatch_webhook_deliveries_total", webhook="retrain",
-                      outcome="success") == 1
+        assert (
+            sample(
+                text, "driftwatch_webhook_deliveries_total", webhook="retrain", outcome="success"
+            )
+            == 1
+        )
         assert d.stop() == 0
 
 
@@ -101,19 +116,23 @@ def malformed_records():
         "invalid_json": b"{this is not json",
         "not_an_object": b"[1, 2, 3]",
         "missing_field": orjson.dumps({"model": "m", "features": {}, "prediction": 1}),
-        "unknown_model": orjson.dumps({"model": "nobody", "id": "1", "features": {}, "prediction": 1}),
-        "invalid_type": orjson.dumps({"model": "m", "id": "2", "features": {"x1": "high"},
-                                      "prediction": 1}),
+        "unknown_model": orjson.dumps(
+            {"model": "nobody", "id": "1", "features": {}, "prediction": 1}
+        ),
+        "invalid_type": orjson.dumps(
+            {"model": "m", "id": "2", "features": {"x1": "high"}, "prediction": 1}
+        ),
         "non_finite": b'{"model": "m", "id": "3", "features": {"x1": NaN}, "prediction": 1}',
-        "too_large": orjson.dumps({"model": "m", "id": "4", "features": {}, "prediction": 1,
-                                   "blob": "x" * 2_000_000}),
+        "too_large": orjson.dumps(
+            {"model": "m", "id": "4", "features": {}, "prediction": 1, "blob": "x" * 2_000_000}
+        ),
     }
     stream = []
     for i, g in enumerate(good):
         stream.append(g)
         if i % 50 == 25:
             stream.extend(bad.values())
-    return stream, len(good), {reason: 8 for reason in bad}
+    return stream, len(good), dict.fromkeys(bad, 8)
 
 
 def test_malformed_records_are_counted_dead_lettered_and_skipped(broker, topic, tmp_path, daemons):
@@ -129,19 +148,26 @@ def test_malformed_records_are_counted_dead_lettered_and_skipped(broker, topic, 
 
     def invalid_counts():
         s = samples(d.metrics())
-        got = {r: s.get(("driftwatch_invalid_events_total", (("reason", r),))) for r in expected_invalid}
-        return got if got == expected_invalid else None
+        got = {
+            r: s.get(("driftwatch_invalid_events_total", (("reason", r),)))
+            for r in expected_invalid
+        }
+        return got == expected_invalid
 
     wait_for(invalid_counts, 20, what="invalid counts")
     d.alive()
     wait_for(evaluated_after(d, time.time() + 0.1), 10, what="an evaluation")
     assert sample(d.metrics(), "driftwatch_window_events", model="m") == n_good
 
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", max_partition_fetch_bytes=10_000_000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=10_000_000,
+    )
     consumer.assign([TopicPartition(dlq, 0)])
     consumer.seek_to_beginning()
-    got = []
+    got: list[Any] = []
     deadline = time.monotonic() + 30
     while len(got) < sum(expected_invalid.values()) and time.monotonic() < deadline:
         for recs in consumer.poll(500).values():
@@ -167,8 +193,9 @@ def test_endpoints_promtool_and_committed_offsets_across_restart(broker, topic, 
 
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: apt-get install prometheus (.ci/run does)"
-    res = subprocess.run([promtool, "check", "metrics"], input=d.metrics().encode(),
-                         capture_output=True)
+    res = subprocess.run(
+        [promtool, "check", "metrics"], input=d.metrics().encode(), capture_output=True
+    )
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
 
     code, body = http_get(d.base + "/status")

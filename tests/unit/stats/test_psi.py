@@ -92,3 +92,24 @@ def test_ks_matches_scipy(seed, n):
     res = ks_2samp(a, b)
     assert stat == res.statistic
     assert p == res.pvalue
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(20, 30_000),
+    m=st.integers(20, 30_000),
+    shift=st.floats(0, 0.3),
+)
+def test_ks_pvalue_tracks_scipy(seed, n, m, shift):
+    from scipy.stats import ks_2samp
+
+    from driftwatch.stats.ks import ks_pvalue
+
+    rng = np.random.default_rng(seed)
+    res = ks_2samp(rng.normal(size=n), rng.normal(shift, size=m), method="asymp")
+    p = ks_pvalue(res.statistic, n, m)
+    if res.pvalue > 1e-3:
+        assert p == pytest.approx(res.pvalue, rel=0.02, abs=1e-6)
+    else:
+        assert p <= 2e-3

@@ -1,0 +1,1 @@
+"""driftwatch benchmarks: `python -m bench` (or `make bench`) prints one table."""
