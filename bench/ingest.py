@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 from kafka import KafkaConsumer
 
-from driftwatch.app import Pipeline
+from driftwatch.app import build_pipeline
 from driftwatch.config import parse_config
 from driftwatch.demo import synthetic
 from driftwatch.demo.broker import Broker
@@ -104,7 +104,7 @@ def run(quick: bool = False) -> list[tuple[str, str, str, str]]:
         for i in range(2):
             bare.append(_bare(broker.bootstrap, topic, f"bare-{i}", n))
             ours.append(
-                _daemon(broker.bootstrap, topic, f"daemon-{i}", n, Pipeline.from_config(cfg))
+                _daemon(broker.bootstrap, topic, f"daemon-{i}", n, build_pipeline(cfg))
             )
     b, o = n / min(bare), n / min(ours)
     ratio = o / b

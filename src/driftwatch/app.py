@@ -1,52 +1,60 @@
-"""Builds the pipeline from a config, and runs records through it.
+"""Builds driftwatch's objects from a config: the only place (with ``cli``) that reads one.
 
-``Pipeline`` is shared by ``driftwatch run`` (Kafka) and ``driftwatch replay``
-(a file): decode -> ingest (under a short lock) -> evaluate on snapshots ->
-alert policy -> durable outbox.
+Code below receives built objects (monitors, rules, targets), never dicts or os.environ.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from driftwatch.config import Config, ModelConfig
-from driftwatch.detectors.policy import AlertPolicy, Edge, RuleState
-from driftwatch.detectors.threshold import DriftRule
-from driftwatch.errors import ConfigError, DriftwatchError, InvalidEvent
+from driftwatch.detectors.policy import AlertPolicy
+from driftwatch.detectors.threshold import DriftRule, PerformanceRule
+from driftwatch.errors import ConfigError, DriftwatchError
 from driftwatch.events.decode import Decoder
-from driftwatch.events.schema import ModelSchema, Prediction
-from driftwatch.monitor.model import ModelMonitor, MonitorSpec, evaluate_snapshot
-from driftwatch.monitor.notify import Notification, notification
-from driftwatch.monitor.results import RULES, Evaluation
+from driftwatch.events.schema import ModelSchema, category_key, is_missing
+from driftwatch.monitor.model import ModelMonitor, MonitorSpec
+from driftwatch.monitor.performance import PerformanceLayout, positive_class
+from driftwatch.monitor.results import RULES
+from driftwatch.monitor.segments import Segment
 from driftwatch.monitor.telemetry import Telemetry
+from driftwatch.pipeline import ModelAlerts, Pipeline
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.webhook import WebhookTarget
-from driftwatch.sources.base import DeadLetters, Record
+from driftwatch.sources.base import DeadLetters
 from driftwatch.sources.reference import load_reference
-from driftwatch.windows.reference import ReferenceProfile
-
-log = logging.getLogger(__name__)
+from driftwatch.stats.performance import LOWER_IS_BETTER
+from driftwatch.windows.reference import NumericalBins, ReferenceProfile
 
 
 def build_monitor(model: ModelConfig) -> ModelMonitor:
     """Load a model's reference and build its monitor. Raises DriftwatchError on bad data."""
     frame = load_reference(model.name, model.reference)
     columns = {str(c): frame[c].to_numpy() for c in frame.columns}
+    where = f"models[{model.name}].reference: {model.reference.name}"
     try:
         profile = ReferenceProfile.build(columns, dict(model.features), model.task)
+        segments = []
+        first = 1
+        for col in model.segments:
+            seg = Segment.build(col, columns, profile, model.max_segment_values, first)
+            segments.append(seg)
+            first += len(seg.values)
     except ValueError as exc:
-        raise DriftwatchError(
-            f"models[{model.name}].reference: {model.reference.name}: {exc}"
-        ) from None
+        raise DriftwatchError(f"{where}: {exc}") from None
+    layout = _performance_layout(model, columns, profile)
+    reference_perf = layout.reference(columns)
+    p = model.performance
+    perf_rule = None
+    if p is not None:
+        if p.metric not in reference_perf:
+            needs = (
+                "label, prediction and score" if p.metric == "roc_auc" else "label and prediction"
+            )
+            raise DriftwatchError(f"{where}: performance.metric {p.metric} needs {needs} columns")
+        perf_rule = PerformanceRule(p.metric, p.max_drop, p.min_labels, p.metric in LOWER_IS_BETTER)
     d = model.drift
     rule = DriftRule(
         method=d.method,
@@ -62,8 +70,25 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
         rule=rule,
         window_events=model.window.events,
         window_seconds=model.window.seconds,
+        performance=perf_rule,
+        segments=tuple(model.segments),
+        max_segment_values=model.max_segment_values,
+        label_ttl_seconds=p.label_ttl_seconds if p else 86_400.0,
+        max_pending=p.max_pending if p else 1_000_000,
     )
-    return ModelMonitor(spec, profile)
+    return ModelMonitor(spec, profile, layout, segments, reference_perf if p else {})
+
+
+def _performance_layout(
+    model: ModelConfig, columns: dict[str, Any], profile: ReferenceProfile
+) -> PerformanceLayout:
+    if model.task == "regression":
+        return PerformanceLayout("regression")
+    source = columns.get("label", columns.get("prediction", []))
+    positive = positive_class([category_key(v) for v in source if not is_missing(v)])
+    score_bins = profile.prediction if profile.prediction_source == "score" else None
+    assert score_bins is None or isinstance(score_bins, NumericalBins)
+    return PerformanceLayout("classification", positive, score_bins)
 
 
 def webhook_targets(
@@ -95,129 +120,32 @@ def webhook_targets(
     return targets
 
 
-@dataclass
-class ModelAlerts:
-    policy: AlertPolicy
-    webhooks: list[str]
-    states: dict[str, RuleState] = field(default_factory=lambda: {r: RuleState() for r in RULES})
-
-
-class Pipeline:
-    """Everything between raw records and notifications. Thread-safe where it must be:
-    ``apply`` runs on the poll loop, ``evaluate`` on the scheduler thread."""
-
-    def __init__(
-        self,
-        monitors: dict[str, ModelMonitor],
-        alerts: dict[str, ModelAlerts],
-        decoder: Decoder,
-        telemetry: Telemetry,
-        outbox: Outbox | None = None,
-        dead_letters: DeadLetters | None = None,
-        on_notify: Callable[[], None] | None = None,
-    ) -> None:
-        self.monitors = monitors
-        self.alerts = alerts
-        self.decoder = decoder
-        self.telemetry = telemetry
-        self.outbox = outbox
-        self.dead_letters = dead_letters
-        self.on_notify = on_notify
-        self._lock = threading.Lock()  # guards the monitors' windows
-        self._eval_lock = threading.Lock()  # one evaluation round at a time
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Config,
-        outbox: Outbox | None = None,
-        dead_letters: DeadLetters | None = None,
-        on_notify: Callable[[], None] | None = None,
-    ) -> Pipeline:
-        monitors = {m.name: build_monitor(m) for m in config.models}
-        alerts = {
-            m.name: ModelAlerts(
-                AlertPolicy(m.alerts.consecutive, m.alerts.cooldown_seconds), list(m.webhooks)
-            )
-            for m in config.models
-        }
-        schemas = {m.name: ModelSchema(m.name, m.task, dict(m.features)) for m in config.models}
-        decoder = Decoder(schemas, config.kafka.max_event_bytes)
-        telemetry = Telemetry(list(monitors), RULES)
-        return cls(monitors, alerts, decoder, telemetry, outbox, dead_letters, on_notify)
-
-    def apply(self, records: Sequence[Record]) -> int:
-        """Decode, validate and ingest records; invalid ones are counted, dead-lettered, skipped.
-
-        Returns the number of valid events applied.
-        """
-        by_model: dict[str, list[Prediction]] = defaultdict(list)
-        decode = self.decoder.prediction
-        for rec in records:
-            try:
-                event = decode(rec.value, rec.timestamp)
-            except InvalidEvent as exc:
-                self.telemetry.count_invalid(exc.reason)
-                if self.dead_letters is not None:
-                    self.dead_letters.send(rec, exc.reason, exc.detail)
-                continue
-            by_model[event.model].append(event)
-        applied = 0
-        for model, events in by_model.items():
-            monitor = self.monitors[model]
-            missing_before = dict(monitor.missing)
-            with self._lock:
-                late_before = monitor.late_events
-                monitor.ingest_batch(events)
-                late = monitor.late_events - late_before
-            self.telemetry.count_events(model, len(events), late)
-            for feature, n in monitor.missing.items():
-                if n != missing_before[feature]:
-                    self.telemetry.count_missing(model, feature, n - missing_before[feature])
-            applied += len(events)
-        return applied
-
-    def evaluate(self, now: float) -> list[tuple[Evaluation, list[Notification]]]:
-        """Evaluate every model on a snapshot; feed the alert policy; store notifications."""
-        out = []
-        with self._eval_lock:
-            for monitor in self.monitors.values():
-                with self._lock:
-                    snap = monitor.snapshot()
-                evaluation = evaluate_snapshot(monitor.spec, monitor.profile, snap, now)
-                out.append((evaluation, self._alert(evaluation, now)))
-        return out
-
-    def _alert(self, evaluation: Evaluation, now: float) -> list[Notification]:
-        alerts = self.alerts[evaluation.model]
-        notes: list[Notification] = []
-        for rule, breach in evaluation.breaches.items():
-            edge: Edge | None = alerts.policy.update(alerts.states[rule], breach, now)
-            if edge is not None:
-                notes.append(notification(evaluation, rule, edge))
-        if notes and self.outbox is not None:
-            for note in notes:
-                body = orjson.dumps(note.body)
-                for hook in alerts.webhooks:
-                    self.outbox.add(note.id, hook, body, now)
-                log.info("alert %s %s %s (id %s)", note.model, note.rule, note.type, note.id)
-            if self.on_notify is not None:
-                self.on_notify()
-        self.telemetry.record(evaluation, {r: s.firing for r, s in alerts.states.items()})
-        return notes
-
-    def status(self) -> dict[str, Any]:
-        snap = self.telemetry.snapshot()
-        models: dict[str, Any] = {}
-        for name in self.monitors:
-            ev = snap.evaluations.get(name)
-            models[name] = {
-                "evaluation": None if ev is None else ev.to_dict(),
-                "alerts": {r: snap.alert_active.get((name, r), False) for r in RULES},
-                "events_total": snap.events_total.get(name, 0),
-            }
-        return {
-            "models": models,
-            "invalid_events_total": snap.invalid_total,
-            "generated_at": time.time(),
-        }
+def build_pipeline(
+    config: Config,
+    outbox: Outbox | None = None,
+    dead_letters: DeadLetters | None = None,
+    on_notify: Callable[[], None] | None = None,
+) -> Pipeline:
+    monitors = {m.name: build_monitor(m) for m in config.models}
+    alerts = {
+        m.name: ModelAlerts(
+            AlertPolicy(m.alerts.consecutive, m.alerts.cooldown_seconds), list(m.webhooks)
+        )
+        for m in config.models
+    }
+    schemas = {
+        m.name: ModelSchema(m.name, m.task, dict(m.features), tuple(m.segments))
+        for m in config.models
+    }
+    decoder = Decoder(schemas, config.kafka.max_event_bytes)
+    telemetry = Telemetry(list(monitors), RULES)
+    return Pipeline(
+        monitors,
+        alerts,
+        decoder,
+        telemetry,
+        outbox,
+        dead_letters,
+        on_notify,
+        config.kafka.label_topic,
+    )

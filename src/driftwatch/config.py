@@ -116,6 +116,10 @@ class PerformanceConfig(_Strict):
     metric: PerformanceMetric = "accuracy"
     max_drop: float = Field(default=0.05, ge=0)
     min_labels: int = Field(default=200, ge=1)
+    #: A label that waited this long for its prediction is dropped as late.
+    label_ttl_seconds: float = Field(default=86_400.0, gt=0)
+    #: Labels waiting for their prediction, per model; the oldest is dropped beyond it.
+    max_pending: int = Field(default=1_000_000, ge=1)
 
 
 class AlertsConfig(_Strict):
@@ -133,6 +137,11 @@ class ModelConfig(_Strict):
     performance: PerformanceConfig | None = None
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     webhooks: list[str] = Field(default_factory=list)
+    #: Cohorts: columns (read from each event's ``features``) whose values split the model.
+    segments: list[str] = Field(default_factory=list)
+    #: Values per segment column kept apart (most frequent in the reference); the rest
+    #: are pooled as ``__other__``.
+    max_segment_values: int = Field(default=20, ge=1, le=1000)
 
     @field_validator("name")
     @classmethod
@@ -142,6 +151,17 @@ class ModelConfig(_Strict):
                 f"expected letters, digits, '.', '_' or '-' (at most 128), got {json.dumps(v)}"
             )
         return v
+
+    @model_validator(mode="after")
+    def _segments_are_categories(self) -> ModelConfig:
+        for i, col in enumerate(self.segments):
+            if self.features.get(col) == "numerical":
+                raise ValueError(
+                    f"segments[{i}]: {col!r} is a numerical feature; segments are categories"
+                )
+        if len(set(self.segments)) != len(self.segments):
+            raise ValueError("segments: a column is listed twice")
+        return self
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ModelConfig:
@@ -167,6 +187,10 @@ class Config(_Strict):
         seen: set[str] = set()
         problems: list[str] = []
         for i, m in enumerate(self.models):
+            if m.performance is not None and self.kafka.label_topic is None:
+                problems.append(
+                    f"models[{i}].performance: needs kafka.label_topic (where labels arrive)"
+                )
             if m.name in seen:
                 problems.append(f"models[{i}].name: duplicate model name {json.dumps(m.name)}")
             seen.add(m.name)

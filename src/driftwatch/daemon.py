@@ -26,7 +26,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from driftwatch.app import Pipeline, webhook_targets
+from driftwatch.app import build_pipeline, webhook_targets
 from driftwatch.config import Config
 from driftwatch.errors import ConfigError
 from driftwatch.sinks.http import HttpEndpoints
@@ -51,7 +51,7 @@ class Daemon:
         self.outbox = Outbox(config.state.path / "outbox.sqlite3")
         self.dead_letters: KafkaDeadLetters | None = None
         self.sender: WebhookSender | None = None
-        self.pipeline = Pipeline.from_config(config, self.outbox, None, self._wake_sender)
+        self.pipeline = build_pipeline(config, self.outbox, None, self._wake_sender)
         self.exporter = PrometheusExporter(self.pipeline.telemetry.snapshot, list(self.targets))
         self.http = HttpEndpoints(
             config.http.host, config.http.port, self.exporter.render, self.readiness, self.status
@@ -128,7 +128,10 @@ class Daemon:
         source = KafkaSource(
             cfg.kafka.bootstrap_servers,
             cfg.kafka.group_id,
-            [cfg.kafka.prediction_topic],
+            [
+                cfg.kafka.prediction_topic,
+                *([cfg.kafka.label_topic] if cfg.kafka.label_topic else []),
+            ],
             cfg.kafka.client,
             cfg.kafka.max_poll_records,
             cfg.kafka.max_event_bytes,

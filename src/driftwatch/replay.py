@@ -2,7 +2,9 @@
 
 Evaluations happen every ``evaluation.interval_seconds`` of *event* time (the
 timestamps in the file), and once more at the end; each prints one JSON line.
-Events without a timestamp take the previous event's. Webhooks are not sent:
+Events without a timestamp take the previous event's. Lines may be predictions or
+labels (a line with ``label`` and no ``prediction``); labels age on event time too.
+Webhooks are not sent:
 the rule edges they would carry are printed in ``notifications``.
 """
 
@@ -15,12 +17,13 @@ from typing import Any
 
 import orjson
 
-from driftwatch.app import Pipeline
+from driftwatch.app import build_pipeline
 from driftwatch.config import Config
 from driftwatch.errors import InvalidEvent
 from driftwatch.events.decode import parse_timestamp
 from driftwatch.monitor.notify import Notification
 from driftwatch.monitor.results import Evaluation
+from driftwatch.pipeline import Pipeline
 from driftwatch.sources.base import Record
 from driftwatch.sources.replay import read_records
 
@@ -46,7 +49,7 @@ def replay(
     emit: Callable[[dict[str, Any]], None],
     batch: int = 500,
 ) -> Pipeline:
-    pipeline = Pipeline.from_config(config)
+    pipeline = build_pipeline(config)
     interval = config.evaluation.interval_seconds
     next_eval: float | None = None
     clock = 0.0
@@ -54,7 +57,7 @@ def replay(
 
     def flush() -> None:
         if pending:
-            pipeline.apply(pending)
+            pipeline.apply(pending, now=clock, mixed=True)
             pending.clear()
 
     for rec in records:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from driftwatch.app import Pipeline
+from driftwatch.app import build_pipeline
 from driftwatch.config import parse_config
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sources.base import Record
@@ -54,7 +54,7 @@ def records(evs, start=0):
 def test_invalid_records_are_counted_dead_lettered_and_never_touch_the_window(tmp_path):
     cfg = parse_config(config_dict(tmp_path), tmp_path)
     dlq = FakeDeadLetters()
-    pipe = Pipeline.from_config(cfg, dead_letters=dlq)
+    pipe = build_pipeline(cfg, dead_letters=dlq)
     good = records(events(1, 50))
     bad = [
         Record("p", 0, 1000, None, b"{nope", 0.0),
@@ -72,7 +72,7 @@ def test_invalid_records_are_counted_dead_lettered_and_never_touch_the_window(tm
 def test_drift_fires_once_then_resolves_into_the_outbox(tmp_path):
     cfg = parse_config(config_dict(tmp_path), tmp_path)
     box = Outbox(tmp_path / "o.sqlite3")
-    pipe = Pipeline.from_config(cfg, outbox=box)
+    pipe = build_pipeline(cfg, outbox=box)
     pipe.apply(records(events(1, 1000)))
     [(ev, notes)] = pipe.evaluate(100.0)
     assert notes == [] and max(f.psi for f in ev.features) < 0.1

@@ -49,3 +49,26 @@ class DriftRule:
 
 def _ge(value: float, threshold: float) -> bool:
     return not math.isnan(value) and value >= threshold
+
+
+@dataclass(frozen=True)
+class PerformanceRule:
+    """Decay: the metric fell more than ``max_drop`` below its reference value (rose, for
+    error metrics), measured on at least ``min_labels`` labelled predictions."""
+
+    metric: str
+    max_drop: float = 0.05
+    min_labels: int = 200
+    lower_is_better: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_drop < 0:
+            raise ValueError("max_drop must be >= 0")
+        if self.min_labels < 1:
+            raise ValueError("min_labels must be >= 1")
+
+    def breach(self, labeled: int, current: float, reference: float) -> bool:
+        if labeled < self.min_labels or math.isnan(current) or math.isnan(reference):
+            return False
+        drop = current - reference if self.lower_is_better else reference - current
+        return drop > self.max_drop

@@ -130,6 +130,18 @@ class Decoder:
     def prediction(self, raw: bytes | None, default_timestamp: float) -> Prediction:
         """Decode one prediction record; ``default_timestamp`` is the Kafka record time."""
         obj, schema = self._object(raw)
+        return self._prediction(obj, schema, default_timestamp)
+
+    def event(self, raw: bytes | None, default_timestamp: float) -> Prediction | Label:
+        """A prediction or a label, told apart by their fields (a file mixing both)."""
+        obj, schema = self._object(raw)
+        if "label" in obj and "prediction" not in obj:
+            return self._label(obj, schema, default_timestamp)
+        return self._prediction(obj, schema, default_timestamp)
+
+    def _prediction(
+        self, obj: dict[str, Any], schema: ModelSchema, default_timestamp: float
+    ) -> Prediction:
         ident = _ident(obj)
         ts = obj.get("timestamp")
         timestamp = default_timestamp if ts is None else parse_timestamp(ts)
@@ -149,6 +161,10 @@ class Decoder:
             v = feats.get(name)
             values[name] = None if v is None else _category(v, f"features.{name}")
 
+        segments: dict[str, str | None] = {}
+        for name in schema.segments:
+            v = feats.get(name)
+            segments[name] = None if v is None else _category(v, f"features.{name}")
         if "prediction" not in obj or obj["prediction"] is None:
             raise InvalidEvent("missing_field", "prediction")
         pred: float | str
@@ -158,11 +174,16 @@ class Decoder:
             pred = _category(obj["prediction"], "prediction")
         score_raw = obj.get("score")
         score = None if score_raw is None else _number(score_raw, "score")
-        return Prediction(schema.name, ident, timestamp, values, pred, score)
+        return Prediction(schema.name, ident, timestamp, values, pred, score, segments)
 
     def label(self, raw: bytes | None, default_timestamp: float | None = None) -> Label:
         """Decode one label record."""
         obj, schema = self._object(raw)
+        return self._label(obj, schema, default_timestamp)
+
+    def _label(
+        self, obj: dict[str, Any], schema: ModelSchema, default_timestamp: float | None
+    ) -> Label:
         ident = _ident(obj)
         if "label" not in obj or obj["label"] is None:
             raise InvalidEvent("missing_field", "label")

@@ -27,6 +27,11 @@ def category_key(value: object) -> str:
     return str(value)
 
 
+def is_missing(value: object) -> bool:
+    """None or a float NaN: a missing value in a reference column."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 #: A validated feature value: a finite float (numerical), a category, or None (missing).
 FeatureValue = float | str | None
 
@@ -38,6 +43,7 @@ class ModelSchema:
     name: str
     task: str  # "classification" | "regression"
     features: Mapping[str, str]  # feature -> "numerical" | "categorical"
+    segments: tuple[str, ...] = ()  # columns (read from ``features``) that split the model
     numerical: tuple[str, ...] = field(init=False)
     categorical: tuple[str, ...] = field(init=False)
 
@@ -61,6 +67,7 @@ class Prediction:
     features: dict[str, FeatureValue]
     prediction: float | str
     score: float | None = None
+    segments: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

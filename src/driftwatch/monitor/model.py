@@ -1,22 +1,36 @@
-"""ModelMonitor: one model's window over its reference bins, and its evaluation."""
+"""ModelMonitor: one model's window over its reference bins, its label join, its evaluation.
+
+The model's count vector is a sequence of *regions*: region 0 is the whole model,
+then one per segment value (see ``monitor.segments``). Each region holds every slot's
+bins (features, then the prediction), one bin counting the region's events, and the
+performance block (``monitor.performance``). An event adds one row per region it belongs to; a label
+adds its performance cells to the regions and pane of its prediction.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from driftwatch.detectors.threshold import DriftRule
-from driftwatch.events.schema import Prediction
-from driftwatch.monitor.results import Evaluation, FeatureResult
+from driftwatch.detectors.threshold import DriftRule, PerformanceRule
+from driftwatch.events.schema import Label, Prediction
+from driftwatch.monitor.join import Awaiting, Joined, LabelJoin
+from driftwatch.monitor.performance import PerformanceLayout
+from driftwatch.monitor.results import Evaluation, FeatureResult, SegmentResult
+from driftwatch.monitor.segments import Segment
 from driftwatch.stats.ks import ks_from_counts
 from driftwatch.stats.psi import psi_from_counts
 from driftwatch.windows.count import CountWindow
 from driftwatch.windows.panes import WindowSnapshot
 from driftwatch.windows.reference import CategoricalBins, NumericalBins, ReferenceProfile
 from driftwatch.windows.time import TimeWindow
+
+#: Upper bounds (seconds) of the label-delay histogram buckets.
+DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0, 259_200.0, 604_800.0)
 
 
 @dataclass(frozen=True)
@@ -29,45 +43,110 @@ class MonitorSpec:
     rule: DriftRule
     window_events: int | None = None
     window_seconds: float | None = None
+    performance: PerformanceRule | None = None
+    segments: tuple[str, ...] = ()
+    max_segment_values: int = 20
+    label_ttl_seconds: float = 86_400.0
+    max_pending: int = 1_000_000
 
     def __post_init__(self) -> None:
         if (self.window_events is None) == (self.window_seconds is None):
             raise ValueError("exactly one of window_events and window_seconds")
 
 
-class ModelMonitor:
-    """Ingests a model's validated predictions into its window; evaluates snapshots."""
+@dataclass
+class LabelStats:
+    """Label counters a monitor keeps (exported as Prometheus metrics)."""
 
-    def __init__(self, spec: MonitorSpec, profile: ReferenceProfile) -> None:
+    joined: int = 0
+    delay_buckets: list[int] = field(default_factory=lambda: [0] * (len(DELAY_BUCKETS) + 1))
+    delay_sum: float = 0.0
+
+    def observe(self, delay: float) -> None:
+        self.joined += 1
+        self.delay_sum += delay
+        for i, bound in enumerate(DELAY_BUCKETS):
+            if delay <= bound:
+                self.delay_buckets[i] += 1
+                return
+        self.delay_buckets[-1] += 1
+
+
+class ModelMonitor:
+    """Ingests a model's validated events into its window; evaluates snapshots."""
+
+    def __init__(
+        self,
+        spec: MonitorSpec,
+        profile: ReferenceProfile,
+        layout: PerformanceLayout | None = None,
+        segments: Sequence[Segment] = (),
+        reference_performance: Mapping[str, float] | None = None,
+    ) -> None:
         self.spec = spec
         self.profile = profile
+        self.layout = layout or PerformanceLayout(spec.task)
+        self.segments = tuple(segments)
+        self.reference_performance = dict(reference_performance or {})
+        self.count_offset = profile.nbins  # the bin counting a region's events
+        self.perf_offset = profile.nbins + 1
+        self.region_size = profile.nbins + 1 + self.layout.size
+        self.regions = 1 + sum(len(s.values) for s in self.segments)
+        nbins, nsums = self.region_size * self.regions, self.layout.nsums * self.regions
         self.window: CountWindow | TimeWindow
         if spec.window_events is not None:
-            self.window = CountWindow(spec.window_events, profile.nbins)
+            self.window = CountWindow(spec.window_events, nbins, nsums)
         else:
             assert spec.window_seconds is not None
-            self.window = TimeWindow(spec.window_seconds, profile.nbins)
+            self.window = TimeWindow(spec.window_seconds, nbins, nsums)
+        self.join = LabelJoin(spec.label_ttl_seconds, spec.max_pending)
+        self.label_stats = LabelStats()
         self.events_total = 0
         self.late_events = 0
         self.missing = dict.fromkeys(spec.features, 0)
 
+    # -- predictions ------------------------------------------------------------------------
     def ingest(self, event: Prediction) -> ModelMonitor:
         return self.ingest_batch([event])
 
     def ingest_batch(self, events: Sequence[Prediction]) -> ModelMonitor:
-        """Bin a batch of this model's predictions and add it to the window."""
+        """Bin a batch of this model's predictions, add it to the window, join waiting labels."""
         n = len(events)
         if n == 0:
             return self
+        base = np.concatenate([self._bin(events), np.full((n, 1), self.count_offset)], axis=1)
+        blocks = [base]
+        region_of = np.zeros((n, len(self.segments)), dtype=np.int64)
+        for k, seg in enumerate(self.segments):
+            local = np.fromiter(
+                (seg.local(e.segments.get(seg.column)) for e in events), np.int64, n
+            )
+            region_of[:, k] = seg.first_region + local
+            shifted = base + (region_of[:, k] * self.region_size)[:, None]
+            blocks.append(np.where(base >= 0, shifted, -1))
+        bins = np.concatenate(blocks, axis=1) if len(blocks) > 1 else base
+        timestamps = np.fromiter((e.timestamp for e in events), dtype=np.float64, count=n)
+        keys = self.window.add(bins, timestamps)
+        self.late_events += int(np.sum(keys < 0))
+        self.events_total += n
+        self._forget_evicted()
+        if self.spec.performance is not None:
+            for i, e in enumerate(events):
+                regions = (0, *region_of[i].tolist())
+                waiting = Awaiting(int(keys[i]), e.prediction, e.score, e.timestamp, regions)
+                joined = self.join.add_prediction(e.id, waiting)
+                if joined is not None:
+                    self._count_label(joined)
+        return self
+
+    def _bin(self, events: Sequence[Prediction]) -> np.ndarray:
         profile = self.profile
-        bins = np.empty((n, len(profile.slots)), dtype=np.int64)
+        bins = np.empty((len(events), len(profile.slots)), dtype=np.int64)
         for j, slot in enumerate(profile.slots):
             slot_bins = profile.slot_bins(slot)
             if slot == "prediction":
-                values: list[object] = [
-                    e.score if profile.prediction_source == "score" else e.prediction
-                    for e in events
-                ]
+                use_score = profile.prediction_source == "score"
+                values: list[Any] = [e.score if use_score else e.prediction for e in events]
             else:
                 values = [e.features.get(slot) for e in events]
                 missing = values.count(None)
@@ -80,48 +159,123 @@ class ModelMonitor:
                 col = slot_bins.bin([None if v is None else str(v) for v in values])
             col[col >= 0] += profile.offsets[j]
             bins[:, j] = col
-        timestamps = np.fromiter((e.timestamp for e in events), dtype=np.float64, count=n)
-        self.late_events += self.window.add(bins, timestamps)
-        self.events_total += n
+        return bins
+
+    def _forget_evicted(self) -> None:
+        if self.window.evicted_keys:
+            self.join.forget_panes(self.window.evicted_keys)
+            self.window.evicted_keys.clear()
+
+    # -- labels -----------------------------------------------------------------------------
+    def ingest_labels(self, labels: Sequence[Label], now: float) -> ModelMonitor:
+        """Join labels (``label.timestamp`` defaults to ``now``); waiting ones are buffered."""
+        if self.spec.performance is None:
+            return self
+        for lab in labels:
+            at = now if lab.timestamp is None else lab.timestamp
+            joined = self.join.add_label(lab.id, lab.label, at, now)
+            if joined is not None:
+                self._count_label(joined)
         return self
 
+    def _count_label(self, joined: Joined) -> None:
+        w = joined.prediction
+        cells = self.layout.cells(w.prediction, joined.label, w.score)
+        offset = self.perf_offset
+        flat = np.array(
+            [r * self.region_size + offset + c for r in w.regions for c in cells], dtype=np.int64
+        )
+        sums = None
+        if self.layout.nsums:
+            one = self.layout.sums(w.prediction, joined.label)
+            sums = np.zeros(self.layout.nsums * self.regions)
+            for r in w.regions:
+                sums[r * self.layout.nsums : (r + 1) * self.layout.nsums] = one
+        if self.window.add_to_pane(w.pane, flat, sums):
+            self.label_stats.observe(max(0.0, joined.delay_seconds))
+
+    def expire_labels(self, now: float) -> int:
+        return self.join.expire(now)
+
+    # -- evaluation -------------------------------------------------------------------------
     def snapshot(self) -> WindowSnapshot:
         return self.window.snapshot()
 
     def evaluate(self, now: float) -> Evaluation:
-        return evaluate_snapshot(self.spec, self.profile, self.snapshot(), now)
+        self.expire_labels(now)
+        return evaluate_snapshot(self, self.snapshot(), now)
 
 
-def evaluate_snapshot(
-    spec: MonitorSpec, profile: ReferenceProfile, snap: WindowSnapshot, now: float
-) -> Evaluation:
-    """Statistics and breaches of one window snapshot: O(bins), never O(events)."""
+def _slot_stats(
+    bins: NumericalBins | CategoricalBins, counts: np.ndarray
+) -> tuple[float, float, float]:
+    if isinstance(bins, NumericalBins):
+        psi = psi_from_counts(bins.reference_psi_counts, bins.psi_counts(counts))
+        stat, pvalue = ks_from_counts(bins.reference_cdf, counts, bins.n_reference)
+        return psi, stat, pvalue
+    return psi_from_counts(bins.reference_counts, counts), math.nan, math.nan
+
+
+def evaluate_snapshot(monitor: ModelMonitor, snap: WindowSnapshot, now: float) -> Evaluation:
+    """Statistics and breaches of one window snapshot: O(bins), never O(events).
+
+    Reads only the monitor's immutable parts (spec, profile, layout, segments)."""
+    spec, profile, layout = monitor.spec, monitor.profile, monitor.layout
     rule = spec.rule
     n = snap.events
     results: list[FeatureResult] = []
     prediction_psi: float | None = None
     prediction_drift = False
     for j, slot in enumerate(profile.slots):
-        counts = snap.counts[profile.slot_slice(j)]
         bins = profile.slot_bins(slot)
-        if isinstance(bins, NumericalBins):
-            psi = psi_from_counts(bins.reference_psi_counts, bins.psi_counts(counts))
-            stat, pvalue = ks_from_counts(bins.reference_cdf, counts, bins.n_reference)
-        else:
-            assert isinstance(bins, CategoricalBins)
-            psi = psi_from_counts(bins.reference_counts, counts)
-            stat = pvalue = math.nan
+        psi, stat, pvalue = _slot_stats(bins, snap.counts[profile.slot_slice(j)])
         if slot == "prediction":
-            prediction_psi = psi
-            prediction_drift = rule.prediction(n, psi)
-            continue
-        if isinstance(bins, NumericalBins):
-            drift = rule.numerical(n, psi, pvalue)
-            results.append(FeatureResult(slot, "numerical", psi, stat, pvalue, drift))
+            prediction_psi, prediction_drift = psi, rule.prediction(n, psi)
+        elif isinstance(bins, NumericalBins):
+            results.append(
+                FeatureResult(slot, "numerical", psi, stat, pvalue, rule.numerical(n, psi, pvalue))
+            )
         else:
             results.append(
                 FeatureResult(slot, "categorical", psi, None, None, rule.categorical(n, psi))
             )
+
+    def region_perf(region: int) -> tuple[int, dict[str, float]]:
+        start = region * monitor.region_size + monitor.perf_offset
+        block = snap.counts[start : start + layout.size]
+        sums = snap.sums[region * layout.nsums : (region + 1) * layout.nsums]
+        return int(block[0]), layout.read(block, sums)
+
+    labeled, breach, metric = 0, False, None
+    performance: dict[str, float] = {}
+    if spec.performance is not None:
+        labeled, performance = region_perf(0)
+        metric = spec.performance.metric
+        breach = spec.performance.breach(
+            labeled,
+            performance.get(metric, math.nan),
+            monitor.reference_performance.get(metric, math.nan),
+        )
+    segments = []
+    for seg in monitor.segments:
+        for local, value in enumerate(seg.values):
+            region = seg.first_region + local
+            base = region * monitor.region_size
+            psis = {
+                f: psi_from_counts(
+                    seg.reference[local][f],
+                    _region_psi_counts(
+                        profile.slot_bins(f),
+                        snap.counts[base : base + monitor.region_size],
+                        profile,
+                        f,
+                    ),
+                )
+                for f in profile.features
+            }
+            events = int(snap.counts[base + monitor.count_offset])
+            seg_labeled, seg_perf = region_perf(region) if spec.performance is not None else (0, {})
+            segments.append(SegmentResult(seg.column, value, events, seg_labeled, psis, seg_perf))
     return Evaluation(
         model=spec.name,
         evaluated_at=now,
@@ -132,4 +286,21 @@ def evaluate_snapshot(
         prediction_psi=prediction_psi,
         prediction_drift=prediction_drift,
         enough_events=n >= rule.min_events,
+        labeled_events=labeled,
+        performance=performance,
+        performance_reference=dict(monitor.reference_performance),
+        performance_metric=metric,
+        performance_breach=breach,
+        segments=tuple(segments),
+        labels_pending=len(monitor.join.labels),
     )
+
+
+def _region_psi_counts(
+    bins: NumericalBins | CategoricalBins,
+    region: np.ndarray,
+    profile: ReferenceProfile,
+    feature: str,
+) -> np.ndarray:
+    counts = region[profile.slot_slice(profile.slots.index(feature))]
+    return bins.psi_counts(counts) if isinstance(bins, NumericalBins) else counts

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-RULES = ("feature_drift", "prediction_drift")
+RULES = ("feature_drift", "prediction_drift", "performance")
 
 
 def _num(x: float | None) -> float | None:
@@ -35,6 +35,32 @@ class FeatureResult:
         }
 
 
+def _metrics(values: dict[str, float]) -> dict[str, float | None]:
+    return {k: _num(v) for k, v in values.items()}
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """One segment value's window: its feature PSIs and performance."""
+
+    segment: str
+    value: str
+    events: int
+    labeled_events: int
+    feature_psi: dict[str, float]
+    performance: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "segment": self.segment,
+            "value": self.value,
+            "events": self.events,
+            "labeled_events": self.labeled_events,
+            "feature_psi": _metrics(self.feature_psi),
+            "performance": _metrics(self.performance),
+        }
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """One model's statistics and rule breaches at ``evaluated_at``."""
@@ -48,6 +74,17 @@ class Evaluation:
     prediction_psi: float | None
     prediction_drift: bool
     enough_events: bool
+    labeled_events: int = 0
+    performance: dict[str, float] = field(default_factory=dict)
+    performance_reference: dict[str, float] = field(default_factory=dict)
+    performance_metric: str | None = None
+    performance_breach: bool = False
+    segments: tuple[SegmentResult, ...] = ()
+    labels_pending: int = 0
+
+    @property
+    def label_coverage(self) -> float:
+        return self.labeled_events / self.window_events if self.window_events else 0.0
 
     @property
     def drifted_features(self) -> tuple[FeatureResult, ...]:
@@ -62,6 +99,7 @@ class Evaluation:
         return {
             "feature_drift": bool(self.drifted_features),
             "prediction_drift": self.prediction_drift,
+            "performance": self.performance_breach,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +108,7 @@ class Evaluation:
             "evaluated_at": self.evaluated_at,
             "window": {
                 "events": self.window_events,
+                "labeled_events": self.labeled_events,
                 "oldest_timestamp": self.window_oldest,
                 "newest_timestamp": self.window_newest,
             },
@@ -79,4 +118,13 @@ class Evaluation:
             "prediction_drift": self.prediction_drift,
             "drifted_features_ratio": round(self.drifted_ratio, 6),
             "breaches": self.breaches,
+            "labeled_events": self.labeled_events,
+            "label_coverage": round(self.label_coverage, 6),
+            "labels_pending": self.labels_pending,
+            "performance": {
+                "metric": self.performance_metric,
+                "current": _metrics(self.performance),
+                "reference": _metrics(self.performance_reference),
+            },
+            "segments": [s.to_dict() for s in self.segments],
         }

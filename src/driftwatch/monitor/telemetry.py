@@ -20,6 +20,17 @@ class TelemetrySnapshot:
     evaluations: dict[str, Evaluation]
     alert_active: dict[tuple[str, str], bool]
     webhook_pending: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, LabelTelemetry] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabelTelemetry:
+    """A model's label counters: dropped by reason, delay histogram, labels waiting."""
+
+    dropped: dict[str, int]
+    delay_buckets: list[int]
+    delay_sum: float
+    pending: int
 
 
 class Telemetry:
@@ -39,12 +50,28 @@ class Telemetry:
             (m, r): False for m in models for r in rules
         }
         self.webhook_pending: dict[str, int] = {}
+        self.labels: dict[str, LabelTelemetry] = {}
 
     def count_events(self, model: str, n: int, late: int = 0) -> None:
         with self._lock:
             self.events_total[model] += n
             if late:
                 self.late_total[model] += late
+
+    def count_labels(self, model: str, n: int) -> None:
+        with self._lock:
+            self.labels_total[model] += n
+
+    def set_labels(
+        self,
+        model: str,
+        dropped: dict[str, int],
+        buckets: list[int],
+        delay_sum: float,
+        pending: int,
+    ) -> None:
+        with self._lock:
+            self.labels[model] = LabelTelemetry(dropped, buckets, delay_sum, pending)
 
     def count_invalid(self, reason: str, n: int = 1) -> None:
         with self._lock:
@@ -80,4 +107,5 @@ class Telemetry:
                 dict(self.evaluations),
                 dict(self.alert_active),
                 dict(self.webhook_pending),
+                dict(self.labels),
             )

@@ -9,11 +9,17 @@ import math
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from driftwatch.events.decode import INVALID_REASONS
+from driftwatch.monitor.model import DELAY_BUCKETS
 from driftwatch.monitor.telemetry import TelemetrySnapshot
 
 OUTCOMES = ("success", "retry", "failure")
@@ -33,6 +39,8 @@ class DriftwatchCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self._snapshot()
         yield from self._drift(s)
+        yield from self._performance(s)
+        yield from self._labels(s)
         yield from self._counters(s)
 
     def _drift(self, s: TelemetrySnapshot) -> Iterator[Metric]:
@@ -90,6 +98,90 @@ class DriftwatchCollector(Collector):
         for (model, rule), on in sorted(s.alert_active.items()):
             alert.add_metric([model, rule], 1.0 if on else 0.0)
         yield from (psi, ks_stat, ks_p, drift, pred, ratio, window, last, alert)
+
+    def _performance(self, s: TelemetrySnapshot) -> Iterator[Metric]:
+        cur = GaugeMetricFamily(
+            "driftwatch_model_performance",
+            "Performance over the window's labelled predictions",
+            labels=["model", "metric"],
+        )
+        ref = GaugeMetricFamily(
+            "driftwatch_model_performance_reference",
+            "The same metric on the reference data",
+            labels=["model", "metric"],
+        )
+        labeled = GaugeMetricFamily(
+            "driftwatch_window_labeled_events",
+            "Prediction events in the window with a joined label",
+            labels=["model"],
+        )
+        coverage = GaugeMetricFamily(
+            "driftwatch_model_label_coverage_ratio",
+            "Share of the window's predictions that have a label",
+            labels=["model"],
+        )
+        seg_perf = GaugeMetricFamily(
+            "driftwatch_segment_performance",
+            "Performance of one segment value's labelled predictions",
+            labels=["model", "segment", "value", "metric"],
+        )
+        seg_psi = GaugeMetricFamily(
+            "driftwatch_segment_feature_psi",
+            "PSI of one segment value's window against that value's reference rows",
+            labels=["model", "segment", "value", "feature"],
+        )
+        seg_events = GaugeMetricFamily(
+            "driftwatch_segment_window_events",
+            "Prediction events of one segment value in the window",
+            labels=["model", "segment", "value"],
+        )
+        for model, ev in sorted(s.evaluations.items()):
+            if ev.performance_metric is not None:
+                for metric, value in ev.performance.items():
+                    cur.add_metric([model, metric], value)
+                for metric, value in ev.performance_reference.items():
+                    ref.add_metric([model, metric], value)
+                labeled.add_metric([model], float(ev.labeled_events))
+                coverage.add_metric([model], ev.label_coverage)
+            for seg in ev.segments:
+                key = [model, seg.segment, seg.value]
+                seg_events.add_metric(key, float(seg.events))
+                for feature, psi in seg.feature_psi.items():
+                    seg_psi.add_metric([*key, feature], psi)
+                for metric, value in seg.performance.items():
+                    seg_perf.add_metric([*key, metric], value)
+        yield from (cur, ref, labeled, coverage, seg_perf, seg_psi, seg_events)
+
+    def _labels(self, s: TelemetrySnapshot) -> Iterator[Metric]:
+        delay = HistogramMetricFamily(
+            "driftwatch_label_delay_seconds",
+            "Label time minus prediction time, at the join",
+            labels=["model"],
+        )
+        late = CounterMetricFamily(
+            "driftwatch_labels_late",
+            "Labels dropped because their prediction did not come within the label TTL",
+            labels=["model"],
+        )
+        dropped = CounterMetricFamily(
+            "driftwatch_labels_dropped",
+            "Labels dropped for another reason: duplicate, capacity (max_pending)",
+            labels=["model", "reason"],
+        )
+        pending = GaugeMetricFamily(
+            "driftwatch_labels_pending", "Labels waiting for their prediction", labels=["model"]
+        )
+        for model, lt in sorted(s.labels.items()):
+            cumulative, buckets = 0, []
+            for bound, n in zip((*DELAY_BUCKETS, math.inf), lt.delay_buckets, strict=True):
+                cumulative += n
+                buckets.append(("+Inf" if math.isinf(bound) else repr(bound), cumulative))
+            delay.add_metric([model], buckets, lt.delay_sum)
+            late.add_metric([model], lt.dropped.get("late", 0))
+            for reason in ("duplicate", "capacity"):
+                dropped.add_metric([model, reason], lt.dropped.get(reason, 0))
+            pending.add_metric([model], lt.pending)
+        yield from (delay, late, dropped, pending)
 
     def _counters(self, s: TelemetrySnapshot) -> Iterator[Metric]:
         events = CounterMetricFamily(

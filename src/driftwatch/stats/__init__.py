@@ -20,3 +20,7 @@ __all__ = [
     "psi_categorical",
     "psi_from_counts",
 ]
+
+from driftwatch.stats import performance
+
+__all__ += ["performance"]

@@ -6,6 +6,8 @@ add and eviction, so reading it is O(bins) whatever its length.
 
 from __future__ import annotations
 
+import math
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 
@@ -21,13 +23,18 @@ PANES = 100
 class Pane:
     """The counts of one slice of the stream."""
 
-    __slots__ = ("counts", "key", "n")
+    __slots__ = ("counts", "key", "n", "newest", "oldest", "sums")
 
-    def __init__(self, key: int, nbins: int) -> None:
+    def __init__(self, key: int, nbins: int, nsums: int = 0) -> None:
         self.key = key
         self.n = 0
         # int32 halves the memory of long windows; a pane holds < 2**31 events.
         self.counts = np.zeros(nbins, dtype=np.int32)
+        self.sums = np.zeros(nsums, dtype=np.float64)
+        self.oldest = math.inf
+        self.newest = -math.inf
+        self.oldest = math.inf
+        self.newest = -math.inf
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,23 +42,26 @@ class WindowSnapshot:
     """An immutable copy of a window's totals, safe to evaluate on another thread."""
 
     counts: IntArray
+    sums: npt.NDArray[np.float64]
     events: int
     oldest_timestamp: float | None
     newest_timestamp: float | None
 
 
-class PaneWindow:
+class PaneWindow(ABC):
     """Shared machinery of count and time windows."""
 
-    def __init__(self, nbins: int) -> None:
+    def __init__(self, nbins: int, nsums: int = 0) -> None:
         if nbins <= 0:
             raise ValueError("nbins must be positive")
         self.nbins = nbins
+        self.nsums = nsums
         self.totals: IntArray = np.zeros(nbins, dtype=np.int64)
+        self.sum_totals = np.zeros(nsums, dtype=np.float64)
+        #: Keys of evicted panes, for the owner to forget what it kept per pane.
+        self.evicted_keys: list[int] = []
         self.events = 0
         self.evicted_events = 0
-        self.oldest_timestamp: float | None = None
-        self.newest_timestamp: float | None = None
         self._panes: deque[Pane] = deque()
 
     @property
@@ -62,7 +72,12 @@ class PaneWindow:
         flat = bins[bins >= 0]
         return np.bincount(flat, minlength=self.nbins)
 
-    def _add_to(self, pane: Pane, bins: IntArray, n: int) -> None:
+    def _add_to(
+        self, pane: Pane, bins: IntArray, n: int, timestamps: npt.NDArray[np.float64]
+    ) -> None:
+        if timestamps.size:
+            pane.oldest = min(pane.oldest, float(timestamps.min()))
+            pane.newest = max(pane.newest, float(timestamps.max()))
         counts = self._count(bins)
         pane.counts += counts.astype(np.int32)
         pane.n += n
@@ -72,21 +87,53 @@ class PaneWindow:
     def _evict_oldest(self) -> None:
         pane = self._panes.popleft()
         self.totals -= pane.counts
+        self.sum_totals -= pane.sums
         self.events -= pane.n
         self.evicted_events += pane.n
+        self.evicted_keys.append(pane.key)
 
-    def _note_times(self, timestamps: npt.NDArray[np.float64]) -> None:
-        if timestamps.size == 0:
-            return
-        lo, hi = float(timestamps.min()), float(timestamps.max())
-        self.oldest_timestamp = (
-            lo if self.oldest_timestamp is None else min(self.oldest_timestamp, lo)
-        )
-        self.newest_timestamp = (
-            hi if self.newest_timestamp is None else max(self.newest_timestamp, hi)
-        )
+    @abstractmethod
+    def find(self, key: int) -> Pane | None:
+        """The pane with this key, or None once it has left the window."""
+
+    @abstractmethod
+    def add(self, bins: IntArray, timestamps: npt.NDArray[np.float64]) -> IntArray:
+        """Add events (one row of flat bin indices each, -1 = none); returns each event's
+        pane key, or -1 for an event dropped as too old for the window."""
+
+    def add_to_pane(
+        self, key: int, bins: IntArray, sums: npt.NDArray[np.float64] | None = None
+    ) -> bool:
+        """Add counts (flat bin indices, -1 = none) and sums to a pane still in the window,
+        without adding events: how a late-arriving label joins its prediction's pane."""
+        pane = self.find(key)
+        if pane is None:
+            return False
+        counts = self._count(bins)
+        pane.counts += counts.astype(np.int32)
+        self.totals += counts
+        if sums is not None:
+            pane.sums += sums
+            self.sum_totals += sums
+        return True
+
+    @property
+    def oldest_timestamp(self) -> float | None:
+        """The oldest event time in the window."""
+        lo = min((p.oldest for p in self._panes), default=math.inf)
+        return None if math.isinf(lo) else lo
+
+    @property
+    def newest_timestamp(self) -> float | None:
+        """The newest event time in the window."""
+        hi = max((p.newest for p in self._panes), default=-math.inf)
+        return None if math.isinf(hi) else hi
 
     def snapshot(self) -> WindowSnapshot:
         return WindowSnapshot(
-            self.totals.copy(), self.events, self.oldest_timestamp, self.newest_timestamp
+            self.totals.copy(),
+            self.sum_totals.copy(),
+            self.events,
+            self.oldest_timestamp,
+            self.newest_timestamp,
         )

@@ -13,7 +13,6 @@ edge. From one fine count vector the daemon derives:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from driftwatch.events.schema import category_key
+from driftwatch.events.schema import category_key, is_missing
 from driftwatch.stats.psi import decile_edges
 
 IntArray = npt.NDArray[np.int64]
@@ -106,7 +105,7 @@ class CategoricalBins:
 
     @classmethod
     def from_reference(cls, values: Sequence[object]) -> CategoricalBins:
-        keys = [category_key(v) for v in values if v is not None and not _is_nan(v)]
+        keys = [category_key(v) for v in values if not is_missing(v)]
         if not keys:
             raise ValueError("no reference values")
         cats = tuple(sorted(set(keys)))
@@ -200,10 +199,6 @@ class ReferenceProfile:
             else:
                 prediction = CategoricalBins.from_reference(list(columns["prediction"]))
         return cls(bins, prediction, source)
-
-
-def _is_nan(value: object) -> bool:
-    return isinstance(value, float) and math.isnan(value)
 
 
 def _numeric(values: object, name: str) -> FloatArray:

@@ -1,0 +1,101 @@
+"""Joining delayed labels to predictions by id, whichever arrives first.
+
+Bounded: predictions wait for their label only while their pane is in the window;
+labels wait for their prediction at most ``ttl_seconds`` and at most ``max_pending``
+of them (the oldest is dropped first). Pure: ``now`` is an argument.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Awaiting:
+    """A prediction in the window, waiting for (or already given) its label."""
+
+    pane: int
+    prediction: float | str
+    score: float | None
+    timestamp: float
+    regions: tuple[int, ...]
+    labeled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    prediction: Awaiting
+    label: float | str
+    delay_seconds: float
+
+
+class LabelJoin:
+    def __init__(self, ttl_seconds: float = 86_400.0, max_pending: int = 1_000_000) -> None:
+        if not ttl_seconds > 0:
+            raise ValueError("ttl_seconds must be positive")
+        if max_pending < 1:
+            raise ValueError("max_pending must be >= 1")
+        self.ttl_seconds = ttl_seconds
+        self.max_pending = max_pending
+        self.predictions: dict[str, Awaiting] = {}
+        self._by_pane: dict[int, list[str]] = {}
+        #: labels waiting for their prediction: id -> (label, label time), oldest first
+        self.labels: OrderedDict[str, tuple[float | str, float]] = OrderedDict()
+        self.dropped: Counter[str] = Counter()  # reason -> labels: late, duplicate, capacity
+
+    def add_prediction(self, ident: str, waiting: Awaiting) -> Joined | None:
+        """Remember a prediction; returns the join if its label was already waiting."""
+        if waiting.pane < 0:
+            return None
+        old = self.predictions.get(ident)
+        if old is not None:  # a repeated id: the newer prediction replaces the older
+            old_ids = self._by_pane.get(old.pane)
+            if old_ids is not None and ident in old_ids:
+                old_ids.remove(ident)
+        self.predictions[ident] = waiting
+        self._by_pane.setdefault(waiting.pane, []).append(ident)
+        pending = self.labels.pop(ident, None)
+        if pending is None:
+            return None
+        waiting.labeled = True
+        label, at = pending
+        return Joined(waiting, label, at - waiting.timestamp)
+
+    def add_label(self, ident: str, label: float | str, at: float, now: float) -> Joined | None:
+        """Join a label to its prediction, or keep it waiting; duplicates count once."""
+        waiting = self.predictions.get(ident)
+        if waiting is not None:
+            if waiting.labeled:
+                self.dropped["duplicate"] += 1
+                return None
+            waiting.labeled = True
+            return Joined(waiting, label, at - waiting.timestamp)
+        if ident in self.labels:
+            self.dropped["duplicate"] += 1
+            return None
+        if now - at > self.ttl_seconds:
+            self.dropped["late"] += 1
+            return None
+        self.labels[ident] = (label, at)
+        while len(self.labels) > self.max_pending:
+            self.labels.popitem(last=False)
+            self.dropped["capacity"] += 1
+        return None
+
+    def forget_panes(self, keys: list[int]) -> None:
+        """Predictions whose pane left the window can no longer be joined."""
+        for key in keys:
+            for ident in self._by_pane.pop(key, ()):
+                w = self.predictions.get(ident)
+                if w is not None and w.pane == key:
+                    del self.predictions[ident]
+
+    def expire(self, now: float) -> int:
+        """Drop labels that waited past the TTL (counted as late); returns how many."""
+        cutoff = now - self.ttl_seconds
+        expired = [i for i, (_, at) in self.labels.items() if at < cutoff]
+        for ident in expired:
+            del self.labels[ident]
+        self.dropped["late"] += len(expired)
+        return len(expired)
