@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import evaluation, ingest, memory
+from bench import evaluation, ingest, labels, memory
 
-SUITES = {"ingest": ingest.run, "eval": evaluation.run, "memory": memory.run}
+SUITES = {
+    "ingest": ingest.run,
+    "eval": evaluation.run,
+    "memory": memory.run,
+    "labels": labels.run,
+}
 
 
 def main() -> int:

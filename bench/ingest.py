@@ -18,6 +18,7 @@ from driftwatch.app import build_pipeline
 from driftwatch.config import parse_config
 from driftwatch.demo import synthetic
 from driftwatch.demo.broker import Broker
+from driftwatch.pipeline import Pipeline
 from driftwatch.sources.kafka import JsonProducer, KafkaSource
 
 #: The per-partition fetch size KafkaSource uses by default (2 x max_event_bytes + 64 KiB):
@@ -103,9 +104,7 @@ def run(quick: bool = False) -> list[tuple[str, str, str, str]]:
         bare, ours = [], []
         for i in range(2):
             bare.append(_bare(broker.bootstrap, topic, f"bare-{i}", n))
-            ours.append(
-                _daemon(broker.bootstrap, topic, f"daemon-{i}", n, build_pipeline(cfg))
-            )
+            ours.append(_daemon(broker.bootstrap, topic, f"daemon-{i}", n, build_pipeline(cfg)))
     b, o = n / min(bare), n / min(ours)
     ratio = o / b
     return [

@@ -131,12 +131,14 @@ class ModelMonitor:
         self.events_total += n
         self._forget_evicted()
         if self.spec.performance is not None:
+            batch: list[Joined] = []
             for i, e in enumerate(events):
                 regions = (0, *region_of[i].tolist())
                 waiting = Awaiting(int(keys[i]), e.prediction, e.score, e.timestamp, regions)
                 joined = self.join.add_prediction(e.id, waiting)
                 if joined is not None:
-                    self._count_label(joined)
+                    batch.append(joined)
+            self._count_labels(batch)
         return self
 
     def _bin(self, events: Sequence[Prediction]) -> np.ndarray:
@@ -171,28 +173,36 @@ class ModelMonitor:
         """Join labels (``label.timestamp`` defaults to ``now``); waiting ones are buffered."""
         if self.spec.performance is None:
             return self
+        batch: list[Joined] = []
         for lab in labels:
             at = now if lab.timestamp is None else lab.timestamp
             joined = self.join.add_label(lab.id, lab.label, at, now)
             if joined is not None:
-                self._count_label(joined)
+                batch.append(joined)
+        self._count_labels(batch)
         return self
 
-    def _count_label(self, joined: Joined) -> None:
-        w = joined.prediction
-        cells = self.layout.cells(w.prediction, joined.label, w.score)
-        offset = self.perf_offset
-        flat = np.array(
-            [r * self.region_size + offset + c for r in w.regions for c in cells], dtype=np.int64
-        )
-        sums = None
-        if self.layout.nsums:
-            one = self.layout.sums(w.prediction, joined.label)
-            sums = np.zeros(self.layout.nsums * self.regions)
-            for r in w.regions:
-                sums[r * self.layout.nsums : (r + 1) * self.layout.nsums] = one
-        if self.window.add_to_pane(w.pane, flat, sums):
-            self.label_stats.observe(max(0.0, joined.delay_seconds))
+    def _count_labels(self, batch: list[Joined]) -> None:
+        """Add joined labels' performance cells to their predictions' panes, a pane at a time."""
+        by_pane: dict[int, tuple[list[int], list[Joined]]] = {}
+        nsums = self.layout.nsums
+        sums: dict[int, np.ndarray] = {}
+        for joined in batch:
+            w = joined.prediction
+            cells, members = by_pane.setdefault(w.pane, ([], []))
+            members.append(joined)
+            for c in self.layout.cells(w.prediction, joined.label, w.score):
+                cells.extend(r * self.region_size + self.perf_offset + c for r in w.regions)
+            if nsums:
+                acc = sums.setdefault(w.pane, np.zeros(nsums * self.regions))
+                one = self.layout.sums(w.prediction, joined.label)
+                for r in w.regions:
+                    acc[r * nsums : (r + 1) * nsums] += one
+        for pane, (cells, members) in by_pane.items():
+            flat = np.array(cells, dtype=np.int64)
+            if self.window.add_to_pane(pane, flat, sums.get(pane)):
+                for joined in members:
+                    self.label_stats.observe(max(0.0, joined.delay_seconds))
 
     def expire_labels(self, now: float) -> int:
         return self.join.expire(now)

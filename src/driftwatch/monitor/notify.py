@@ -33,6 +33,17 @@ def _clean(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else x
 
 
+def _performance(evaluation: Evaluation) -> dict[str, Any] | None:
+    metric = evaluation.performance_metric
+    if metric is None:
+        return None
+    return {
+        "metric": metric,
+        "current": _clean(evaluation.performance.get(metric)),
+        "reference": _clean(evaluation.performance_reference.get(metric)),
+    }
+
+
 @dataclass(frozen=True)
 class Notification:
     id: str
@@ -60,9 +71,12 @@ def notification(evaluation: Evaluation, rule: str, edge: Edge) -> Notification:
         "model": evaluation.model,
         "rule": rule,
         "occurred_at": iso(evaluation.evaluated_at),
-        "window": {"events": evaluation.window_events, "labeled_events": 0},
+        "window": {
+            "events": evaluation.window_events,
+            "labeled_events": evaluation.labeled_events,
+        },
         "drifted_features": drifted,
-        "performance": None,
+        "performance": _performance(evaluation),
         "prediction_psi": _clean(evaluation.prediction_psi),
         "drifted_features_ratio": evaluation.drifted_ratio,
     }

@@ -109,9 +109,14 @@ class PaneWindow(ABC):
         pane = self.find(key)
         if pane is None:
             return False
-        counts = self._count(bins)
-        pane.counts += counts.astype(np.int32)
-        self.totals += counts
+        flat = bins[bins >= 0]
+        if flat.size * 8 < self.nbins:  # a few labels: touch only their cells
+            np.add.at(pane.counts, flat, 1)
+            np.add.at(self.totals, flat, 1)
+        else:
+            counts = np.bincount(flat, minlength=self.nbins)
+            pane.counts += counts.astype(np.int32)
+            self.totals += counts
         if sums is not None:
             pane.sums += sums
             self.sum_totals += sums
