@@ -103,7 +103,9 @@ class WebhookServer:
     requests: an int status, ("status", headers), or "hang" (sleep past the timeout);
     after the script runs out it answers 200."""
 
-    def __init__(self, script: list[Any] | None = None, hang_seconds: float = 3.0) -> None:
+    def __init__(
+        self, script: list[Any] | None = None, hang_seconds: float = 3.0, port: int = 0
+    ) -> None:
         self.script = list(script or [])
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -135,7 +137,7 @@ class WebhookServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}/hooks/retrain"

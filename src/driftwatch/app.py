@@ -54,7 +54,13 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
                 "label, prediction and score" if p.metric == "roc_auc" else "label and prediction"
             )
             raise DriftwatchError(f"{where}: performance.metric {p.metric} needs {needs} columns")
-        perf_rule = PerformanceRule(p.metric, p.max_drop, p.min_labels, p.metric in LOWER_IS_BETTER)
+        perf_rule = PerformanceRule(
+            p.metric,
+            p.max_drop,
+            p.min_labels,
+            p.metric in LOWER_IS_BETTER,
+            model.alerts.resolve_ratio,
+        )
     d = model.drift
     rule = DriftRule(
         method=d.method,
@@ -62,6 +68,9 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
         min_events=d.min_events,
         categorical_threshold=d.categorical_threshold,
         prediction_threshold=d.effective_prediction_threshold,
+        share=d.share,
+        resolve_ratio=model.alerts.resolve_ratio,
+        correction=d.correction if d.method == "ks" else "none",
     )
     spec = MonitorSpec(
         name=model.name,
@@ -98,22 +107,34 @@ def webhook_targets(
     env = os.environ if environ is None else environ
     targets: dict[str, WebhookTarget] = {}
     problems: list[str] = []
+
+    def from_env(name: str, key: str, var: str | None) -> str | None:
+        if var is None:
+            return None
+        value = env.get(var)
+        if not value:
+            problems.append(f"webhooks.{name}.{key}: environment variable {var} is not set")
+        return value
+
     for name, hook in config.webhooks.items():
-        secret = None
-        if hook.secret_env:
-            secret = env.get(hook.secret_env)
-            if not secret:
-                problems.append(
-                    f"webhooks.{name}.secret_env: environment variable {hook.secret_env} is not set"
-                )
+        url = hook.url.rstrip("/")
+        if hook.format == "airflow" and hook.dag_id:
+            url = f"{url}/api/v1/dags/{hook.dag_id}/dagRuns"
+        elif hook.format == "github" and hook.repository:
+            url = f"{url}/repos/{hook.repository}/dispatches"
         targets[name] = WebhookTarget(
-            name,
-            hook.url,
-            hook.format,
-            secret,
-            hook.timeout_seconds,
-            hook.max_attempts,
-            hook.max_age_seconds,
+            name=name,
+            url=url,
+            format=hook.format,
+            secret=from_env(name, "secret_env", hook.secret_env),
+            timeout_seconds=hook.timeout_seconds,
+            max_attempts=hook.max_attempts,
+            max_age_seconds=hook.max_age_seconds,
+            backoff_initial_seconds=hook.backoff_initial_seconds,
+            backoff_max_seconds=hook.backoff_max_seconds,
+            token=from_env(name, "token_env", hook.token_env),
+            username=from_env(name, "username_env", hook.username_env),
+            password=from_env(name, "password_env", hook.password_env),
         )
     if problems:
         raise ConfigError(problems)

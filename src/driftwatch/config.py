@@ -67,6 +67,28 @@ class WebhookConfig(_Strict):
     max_attempts: int = Field(default=12, ge=1)
     #: ... or once it is this old; it then stays in the outbox as failed.
     max_age_seconds: float = Field(default=86_400.0, gt=0)
+    #: Retry n waits a random time in [0, min(backoff_max, backoff_initial * 2**n)].
+    backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    #: Env var holding a bearer token (airflow, github, or any endpoint).
+    token_env: str | None = None
+    #: Env vars holding HTTP basic-auth credentials (airflow).
+    username_env: str | None = None
+    password_env: str | None = None
+    #: airflow: the DAG to trigger; ``url`` is then the Airflow base URL.
+    dag_id: str | None = None
+    #: github: ``owner/repo`` for repository_dispatch; ``url`` is then the API base URL.
+    repository: str | None = None
+
+    @model_validator(mode="after")
+    def _format_keys(self) -> WebhookConfig:
+        if self.repository is not None and not re.match(r"^[\w.-]+/[\w.-]+$", self.repository):
+            raise ValueError(f"repository: expected owner/repo, got {json.dumps(self.repository)}")
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("username_env and password_env go together")
+        if self.token_env and self.username_env:
+            raise ValueError("token_env and username_env/password_env exclude each other")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -96,6 +118,10 @@ class DriftConfig(_Strict):
     categorical_threshold: float = Field(default=0.2, gt=0)
     #: PSI threshold of the prediction distribution; defaults to ``threshold`` with psi, else 0.2.
     prediction_threshold: float | None = Field(default=None, gt=0)
+    #: Rule ``dataset_drift`` fires when this share of the features drifts.
+    share: float = Field(default=0.5, gt=0, le=1)
+    #: With ``method: ks``: multiple-testing correction of the p-values across features.
+    correction: Literal["none", "bonferroni", "fdr"] = "fdr"
 
     @model_validator(mode="after")
     def _pvalue_range(self) -> DriftConfig:
@@ -125,6 +151,10 @@ class PerformanceConfig(_Strict):
 class AlertsConfig(_Strict):
     consecutive: int = Field(default=1, ge=1)
     cooldown_seconds: float = Field(default=3600.0, ge=0)
+    #: Hysteresis: a firing rule resolves only once its statistic is below threshold x ratio
+    #: (PSI; for KS p-values above threshold / ratio; for performance a drop below
+    #: max_drop x ratio). 1 disables it.
+    resolve_ratio: float = Field(default=0.5, gt=0, le=1)
 
 
 class ModelConfig(_Strict):

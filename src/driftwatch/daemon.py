@@ -101,6 +101,11 @@ class Daemon:
             self.exporter.observe_evaluation(time.perf_counter() - started)
             self.pipeline.telemetry.set_pending(self.outbox.pending_counts())
 
+    def _delivered(self, webhook: str, outcome: str, seconds: float) -> None:
+        self.pipeline.telemetry.count_delivery(webhook, outcome)
+        self.exporter.observe_delivery(webhook, seconds)
+        self.pipeline.telemetry.set_pending(self.outbox.pending_counts())
+
     def _wake_sender(self) -> None:
         if self.sender is not None:
             self.sender.wake()
@@ -114,8 +119,7 @@ class Daemon:
             cfg.http.host,
             self.http.port,
         )
-        telemetry = self.pipeline.telemetry
-        self.sender = WebhookSender(self.outbox, self.targets, telemetry.count_delivery)
+        self.sender = WebhookSender(self.outbox, self.targets, self._delivered)
         self.sender.start()
         if cfg.kafka.dead_letter_topic:
             self.dead_letters = KafkaDeadLetters(

@@ -62,6 +62,7 @@ class Pipeline:
         self.label_topic = label_topic
         self._lock = threading.Lock()  # guards the monitors' windows and joins
         self._eval_lock = threading.Lock()  # one evaluation round at a time
+        self._last: dict[str, Evaluation] = {}  # each model's previous evaluation (hysteresis)
 
     # -- ingest -----------------------------------------------------------------------------
     def _decode(self, rec: Record, mixed: bool) -> Prediction | Label:
@@ -140,7 +141,9 @@ class Pipeline:
                 with self._lock:
                     monitor.expire_labels(now)
                     snap = monitor.snapshot()
-                evaluation = evaluate_snapshot(monitor, snap, now)
+                previous = self._last.get(monitor.spec.name)
+                evaluation = evaluate_snapshot(monitor, snap, now, previous)
+                self._last[monitor.spec.name] = evaluation
                 out.append((evaluation, self._alert(evaluation, now)))
             self._label_telemetry()
         return out

@@ -110,7 +110,8 @@ def daemon_config(broker: Broker, workdir: Path, topic: str, **over: Any) -> dic
                 "reference": str(ref),
                 "window": {"events": 1000},
                 "features": dict(FEATURES),
-                "drift": {"method": "psi", "threshold": 0.2, "min_events": 200},
+                # share 0.75: two drifting features of four fire feature_drift, not dataset_drift
+                "drift": {"method": "psi", "threshold": 0.2, "min_events": 200, "share": 0.75},
                 "alerts": {"consecutive": 1, "cooldown_seconds": 3600},
                 "webhooks": [],
             }

@@ -23,7 +23,7 @@ def config_dict(tmp_path: Path, **model_over):
         "reference": "ref.csv",
         "window": {"events": 1000},
         "features": dict(FEATURES),
-        "drift": {"threshold": 0.2, "min_events": 200},
+        "drift": {"threshold": 0.2, "min_events": 200, "share": 0.75},
         "alerts": {"consecutive": 1, "cooldown_seconds": 0},
         "webhooks": ["retrain"],
     }

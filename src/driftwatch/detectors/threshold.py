@@ -1,20 +1,56 @@
-"""Threshold rules: does a statistic breach?"""
+"""Threshold rules: does a statistic breach? With hysteresis, a statistic that breached
+at the previous evaluation (``was``) keeps breaching until it is clearly back: below
+``threshold x resolve_ratio`` for PSI, above ``threshold / resolve_ratio`` for a KS p-value,
+a drop below ``max_drop x resolve_ratio`` for performance."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+
+CORRECTIONS = ("none", "bonferroni", "fdr")
+
+
+def adjust_pvalues(pvalues: Sequence[float], correction: str) -> list[float]:
+    """Multiple-testing adjusted p-values (NaNs stay NaN and are not counted as tests).
+
+    ``bonferroni``: ``min(1, p * m)``. ``fdr``: Benjamini-Hochberg step-up,
+    ``min(1, min_{j >= i} p_(j) * m / j)``.
+    """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = p.copy()
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if correction == "none" or m == 0:
+        return [float(x) for x in out]
+    q = p[ok]
+    if correction == "bonferroni":
+        out[ok] = np.minimum(1.0, q * m)
+    else:
+        order = np.argsort(q)
+        scaled = q[order] * m / np.arange(1, m + 1)
+        adjusted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+        back = np.empty(m)
+        back[order] = adjusted
+        out[ok] = back
+    return [float(x) for x in out]
 
 
 @dataclass(frozen=True)
 class DriftRule:
-    """When a feature, or the prediction distribution, counts as drifted.
+    """When a feature, the prediction distribution or the dataset counts as drifted.
 
     ``method="psi"``: a numerical feature breaches when ``psi >= threshold``.
-    ``method="ks"``: when the KS p-value ``< threshold``. Categorical features
-    always use PSI against ``categorical_threshold``; the prediction distribution
-    uses PSI against ``prediction_threshold``. Nothing breaches on fewer than
-    ``min_events`` events.
+    ``method="ks"``: when its KS p-value, adjusted for ``correction`` across the model's
+    numerical features, is ``< threshold``. Categorical features always use PSI against
+    ``categorical_threshold``; the prediction distribution uses PSI against
+    ``prediction_threshold``; the dataset drifts when ``share`` of the features do.
+    Nothing breaches on fewer than ``min_events`` events.
     """
 
     method: str = "psi"
@@ -22,6 +58,9 @@ class DriftRule:
     min_events: int = 500
     categorical_threshold: float = 0.2
     prediction_threshold: float = 0.2
+    share: float = 0.5
+    resolve_ratio: float = 1.0
+    correction: str = "none"
 
     def __post_init__(self) -> None:
         if self.method not in ("psi", "ks"):
@@ -32,23 +71,36 @@ class DriftRule:
             raise ValueError("a ks threshold is a p-value in (0, 1)")
         if self.min_events < 1:
             raise ValueError("min_events must be >= 1")
+        if not 0 < self.share <= 1:
+            raise ValueError("share must be in (0, 1]")
+        if not 0 < self.resolve_ratio <= 1:
+            raise ValueError("resolve_ratio must be in (0, 1]")
+        if self.correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {CORRECTIONS}")
 
-    def numerical(self, events: int, psi: float, ks_pvalue: float) -> bool:
-        if events < self.min_events:
+    def _psi(self, events: int, psi: float, threshold: float, was: bool) -> bool:
+        if events < self.min_events or math.isnan(psi):
             return False
+        return psi >= (threshold * self.resolve_ratio if was else threshold)
+
+    def numerical(self, events: int, psi: float, ks_pvalue: float, was: bool = False) -> bool:
+        """``ks_pvalue`` is the adjusted one under ``method="ks"``."""
         if self.method == "psi":
-            return _ge(psi, self.threshold)
-        return not math.isnan(ks_pvalue) and ks_pvalue < self.threshold
+            return self._psi(events, psi, self.threshold, was)
+        if events < self.min_events or math.isnan(ks_pvalue):
+            return False
+        return ks_pvalue < (self.threshold / self.resolve_ratio if was else self.threshold)
 
-    def categorical(self, events: int, psi: float) -> bool:
-        return events >= self.min_events and _ge(psi, self.categorical_threshold)
+    def categorical(self, events: int, psi: float, was: bool = False) -> bool:
+        return self._psi(events, psi, self.categorical_threshold, was)
 
-    def prediction(self, events: int, psi: float) -> bool:
-        return events >= self.min_events and _ge(psi, self.prediction_threshold)
+    def prediction(self, events: int, psi: float, was: bool = False) -> bool:
+        return self._psi(events, psi, self.prediction_threshold, was)
 
-
-def _ge(value: float, threshold: float) -> bool:
-    return not math.isnan(value) and value >= threshold
+    def dataset(self, events: int, ratio: float, was: bool = False) -> bool:
+        return events >= self.min_events and ratio >= (
+            self.share * self.resolve_ratio if was else self.share
+        )
 
 
 @dataclass(frozen=True)
@@ -60,15 +112,18 @@ class PerformanceRule:
     max_drop: float = 0.05
     min_labels: int = 200
     lower_is_better: bool = False
+    resolve_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_drop < 0:
             raise ValueError("max_drop must be >= 0")
         if self.min_labels < 1:
             raise ValueError("min_labels must be >= 1")
+        if not 0 < self.resolve_ratio <= 1:
+            raise ValueError("resolve_ratio must be in (0, 1]")
 
-    def breach(self, labeled: int, current: float, reference: float) -> bool:
+    def breach(self, labeled: int, current: float, reference: float, was: bool = False) -> bool:
         if labeled < self.min_labels or math.isnan(current) or math.isnan(reference):
             return False
         drop = current - reference if self.lower_is_better else reference - current
-        return drop > self.max_drop
+        return drop > (self.max_drop * self.resolve_ratio if was else self.max_drop)

@@ -2,7 +2,9 @@
 
 Bounded: predictions wait for their label only while their pane is in the window;
 labels wait for their prediction at most ``ttl_seconds`` and at most ``max_pending``
-of them (the oldest is dropped first). Pure: ``now`` is an argument.
+of them (the oldest is dropped first). The ids of the last ``max_pending`` predictions
+that left the window unlabelled are remembered, so a label arriving for one of them is
+dropped as late at once instead of waiting out the TTL. Pure: ``now`` is an argument.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class LabelJoin:
         #: labels waiting for their prediction: id -> (label, label time), oldest first
         self.labels: OrderedDict[str, tuple[float | str, float]] = OrderedDict()
         self.dropped: Counter[str] = Counter()  # reason -> labels: late, duplicate, capacity
+        #: ids of predictions that left the window unlabelled, oldest first
+        self.gone: OrderedDict[str, None] = OrderedDict()
 
     def add_prediction(self, ident: str, waiting: Awaiting) -> Joined | None:
         """Remember a prediction; returns the join if its label was already waiting."""
@@ -74,6 +78,10 @@ class LabelJoin:
         if ident in self.labels:
             self.dropped["duplicate"] += 1
             return None
+        if ident in self.gone:
+            del self.gone[ident]
+            self.dropped["late"] += 1
+            return None
         if now - at > self.ttl_seconds:
             self.dropped["late"] += 1
             return None
@@ -90,6 +98,10 @@ class LabelJoin:
                 w = self.predictions.get(ident)
                 if w is not None and w.pane == key:
                     del self.predictions[ident]
+                    if not w.labeled:
+                        self.gone[ident] = None
+        while len(self.gone) > self.max_pending:
+            self.gone.popitem(last=False)
 
     def expire(self, now: float) -> int:
         """Drop labels that waited past the TTL (counted as late); returns how many."""

@@ -16,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from driftwatch.detectors.threshold import DriftRule, PerformanceRule
+from driftwatch.detectors.threshold import (
+    DriftRule,
+    PerformanceRule,
+    adjust_pvalues,
+)
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.join import Awaiting, Joined, LabelJoin
 from driftwatch.monitor.performance import PerformanceLayout
@@ -226,29 +230,46 @@ def _slot_stats(
     return psi_from_counts(bins.reference_counts, counts), math.nan, math.nan
 
 
-def evaluate_snapshot(monitor: ModelMonitor, snap: WindowSnapshot, now: float) -> Evaluation:
+def evaluate_snapshot(
+    monitor: ModelMonitor, snap: WindowSnapshot, now: float, previous: Evaluation | None = None
+) -> Evaluation:
     """Statistics and breaches of one window snapshot: O(bins), never O(events).
 
-    Reads only the monitor's immutable parts (spec, profile, layout, segments)."""
+    Reads only the monitor's immutable parts (spec, profile, layout, segments);
+    ``previous`` (the model's last evaluation) supplies the hysteresis state."""
     spec, profile, layout = monitor.spec, monitor.profile, monitor.layout
     rule = spec.rule
     n = snap.events
+    was = {f.feature for f in previous.features if f.drift} if previous else set()
+    stats = {}
+    for j, slot in enumerate(profile.slots):
+        stats[slot] = _slot_stats(profile.slot_bins(slot), snap.counts[profile.slot_slice(j)])
+    numerical = [f for f in profile.features if isinstance(profile.features[f], NumericalBins)]
+    adjusted = dict(
+        zip(
+            numerical,
+            adjust_pvalues([stats[f][2] for f in numerical], rule.correction),
+            strict=True,
+        )
+    )
     results: list[FeatureResult] = []
+    for f in profile.features:
+        psi, stat, pvalue = stats[f]
+        if f in adjusted:
+            drift = rule.numerical(n, psi, adjusted[f] if rule.method == "ks" else pvalue, f in was)
+            results.append(FeatureResult(f, "numerical", psi, stat, pvalue, drift, adjusted[f]))
+        else:
+            drift = rule.categorical(n, psi, f in was)
+            results.append(FeatureResult(f, "categorical", psi, None, None, drift))
     prediction_psi: float | None = None
     prediction_drift = False
-    for j, slot in enumerate(profile.slots):
-        bins = profile.slot_bins(slot)
-        psi, stat, pvalue = _slot_stats(bins, snap.counts[profile.slot_slice(j)])
-        if slot == "prediction":
-            prediction_psi, prediction_drift = psi, rule.prediction(n, psi)
-        elif isinstance(bins, NumericalBins):
-            results.append(
-                FeatureResult(slot, "numerical", psi, stat, pvalue, rule.numerical(n, psi, pvalue))
-            )
-        else:
-            results.append(
-                FeatureResult(slot, "categorical", psi, None, None, rule.categorical(n, psi))
-            )
+    if "prediction" in stats:
+        prediction_psi = stats["prediction"][0]
+        prediction_drift = rule.prediction(
+            n, prediction_psi, bool(previous and previous.prediction_drift)
+        )
+    ratio = sum(r.drift for r in results) / len(results) if results else 0.0
+    dataset_drift = rule.dataset(n, ratio, bool(previous and previous.dataset_drift))
 
     def region_perf(region: int) -> tuple[int, dict[str, float]]:
         start = region * monitor.region_size + monitor.perf_offset
@@ -265,6 +286,7 @@ def evaluate_snapshot(monitor: ModelMonitor, snap: WindowSnapshot, now: float) -
             labeled,
             performance.get(metric, math.nan),
             monitor.reference_performance.get(metric, math.nan),
+            bool(previous and previous.performance_breach),
         )
     segments = []
     for seg in monitor.segments:
@@ -295,6 +317,7 @@ def evaluate_snapshot(monitor: ModelMonitor, snap: WindowSnapshot, now: float) -
         features=tuple(results),
         prediction_psi=prediction_psi,
         prediction_drift=prediction_drift,
+        dataset_drift=dataset_drift,
         enough_events=n >= rule.min_events,
         labeled_events=labeled,
         performance=performance,

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-RULES = ("feature_drift", "prediction_drift", "performance")
+RULES = ("feature_drift", "prediction_drift", "dataset_drift", "performance")
 
 
 def _num(x: float | None) -> float | None:
@@ -21,6 +21,8 @@ class FeatureResult:
     ks_statistic: float | None
     ks_pvalue: float | None
     drift: bool
+    #: the KS p-value after the multiple-testing correction the drift decision used
+    ks_pvalue_adjusted: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -28,11 +30,14 @@ class FeatureResult:
             "kind": self.kind,
             "psi": _num(self.psi),
             "ks_statistic": _num(self.ks_statistic),
-            "ks_pvalue": None
-            if self.ks_pvalue is None or math.isnan(self.ks_pvalue)
-            else self.ks_pvalue,
+            "ks_pvalue": _p(self.ks_pvalue),
+            "ks_pvalue_adjusted": _p(self.ks_pvalue_adjusted),
             "drift": self.drift,
         }
+
+
+def _p(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) else x
 
 
 def _metrics(values: dict[str, float]) -> dict[str, float | None]:
@@ -74,6 +79,7 @@ class Evaluation:
     prediction_psi: float | None
     prediction_drift: bool
     enough_events: bool
+    dataset_drift: bool = False
     labeled_events: int = 0
     performance: dict[str, float] = field(default_factory=dict)
     performance_reference: dict[str, float] = field(default_factory=dict)
@@ -99,6 +105,7 @@ class Evaluation:
         return {
             "feature_drift": bool(self.drifted_features),
             "prediction_drift": self.prediction_drift,
+            "dataset_drift": self.dataset_drift,
             "performance": self.performance_breach,
         }
 

@@ -241,6 +241,18 @@ class PrometheusExporter:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
+        self.delivery_duration = Histogram(
+            "driftwatch_webhook_delivery_duration_seconds",
+            "Time of one webhook delivery attempt, whatever its outcome",
+            labelnames=["webhook"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
+        for hook in webhooks:
+            self.delivery_duration.labels(webhook=hook)
+
+    def observe_delivery(self, webhook: str, seconds: float) -> None:
+        self.delivery_duration.labels(webhook=webhook).observe(seconds)
 
     def observe_evaluation(self, seconds: float) -> None:
         self.evaluation_duration.observe(seconds)

@@ -40,49 +40,92 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode("ascii")
 
 
+GITHUB_EVENT_TYPE_MAX = 100
+GITHUB_PAYLOAD_KEYS = (
+    "id",
+    "type",
+    "model",
+    "rule",
+    "occurred_at",
+    "window",
+    "drifted_features",
+    "performance",
+    "drifted_features_ratio",
+)
+
+
 def shape(fmt: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The request body for a webhook format, from the generic body."""
+    """The request body for a webhook format, from the generic body.
+
+    * ``generic``: the body itself (CONTRACT section 6).
+    * ``airflow``: Airflow's stable REST API ``POST /api/v1/dags/{dag_id}/dagRuns``
+      body: ``{"dag_run_id": id, "conf": body}`` (a repeated id answers 409: delivered).
+    * ``github``: ``repository_dispatch``: ``{"event_type", "client_payload"}``, the
+      event type at most 100 characters and the payload at most 10 top-level keys.
+    * ``slack``: an incoming-webhook message: fallback ``text`` plus Block Kit blocks.
+    """
     if fmt == "generic":
         return body
     if fmt == "airflow":
         return {"dag_run_id": body["id"], "conf": body}
     if fmt == "github":
-        event_type = f"driftwatch.{body['type']}"[:100]
-        keys = (
-            "id",
-            "type",
-            "model",
-            "rule",
-            "occurred_at",
-            "window",
-            "drifted_features",
-            "performance",
-        )
-        return {"event_type": event_type, "client_payload": {k: body[k] for k in keys if k in body}}
+        event_type = f"driftwatch.{body['type']}"[:GITHUB_EVENT_TYPE_MAX]
+        payload = {k: body[k] for k in GITHUB_PAYLOAD_KEYS if k in body}
+        return {"event_type": event_type, "client_payload": payload}
     if fmt == "slack":
-        return {
-            "text": summary(body),
-            "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": summary(body)}},
-            ],
-        }
+        return slack_message(body)
     raise ValueError(f"unknown webhook format {fmt!r}")
 
 
+_HEADLINES = {
+    "drift.detected": ":warning: Drift detected",
+    "performance.degraded": ":chart_with_downwards_trend: Performance degraded",
+    "resolved": ":white_check_mark: Resolved",
+}
+
+
 def summary(body: dict[str, Any]) -> str:
-    kind = body["type"]
-    head = {
-        "drift.detected": ":warning: Drift detected",
-        "performance.degraded": ":chart_with_downwards_trend: Performance degraded",
-        "resolved": ":white_check_mark: Resolved",
-    }.get(kind, kind)
-    lines = [f"*{head}*: model `{body['model']}`, rule `{body['rule']}` at {body['occurred_at']}"]
-    for f in body.get("drifted_features", [])[:10]:
-        lines.append(f"- `{f['feature']}` psi={f.get('psi')} ks_pvalue={f.get('ks_pvalue')}")
+    head = _HEADLINES.get(body["type"], body["type"])
+    return f"{head}: model {body['model']}, rule {body['rule']}"
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def slack_message(body: dict[str, Any]) -> dict[str, Any]:
+    window = body.get("window") or {}
+    fields = [
+        f"*Model*\n`{body['model']}`",
+        f"*Rule*\n`{body['rule']}`",
+        f"*Window*\n{window.get('events', 0)} events, {window.get('labeled_events', 0)} labelled",
+        f"*At*\n{body['occurred_at']}",
+    ]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": summary(body)[:150], "emoji": True},
+        },
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    lines = [
+        f"• `{f['feature']}` PSI {_fmt(f.get('psi'))}"
+        + (f", KS p={_fmt(f.get('ks_pvalue'))}" if f.get("ks_pvalue") is not None else "")
+        for f in body.get("drifted_features", [])[:10]
+    ]
     perf = body.get("performance")
-    if perf:
-        lines.append(f"- {perf['metric']}: {perf['current']} (reference {perf['reference']})")
-    return "\n".join(lines)
+    if perf and body["rule"] == "performance":
+        lines.append(
+            f"• {perf['metric']}: {_fmt(perf['current'])} (reference {_fmt(perf['reference'])})"
+        )
+    if lines:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}}
+        )
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"notification {body['id']}"}]}
+    )
+    return {"text": summary(body), "blocks": blocks}
 
 
 @dataclass(frozen=True)
@@ -94,6 +137,23 @@ class WebhookTarget:
     timeout_seconds: float = 5.0
     max_attempts: int = 12
     max_age_seconds: float = 86_400.0
+    backoff_initial_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    token: str | None = None  # bearer token (never logged)
+    username: str | None = None  # basic auth
+    password: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.token:
+            out["Authorization"] = f"Bearer {self.token}"
+        elif self.username is not None and self.password is not None:
+            raw = f"{self.username}:{self.password}".encode()
+            out["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
+        if self.format == "github":
+            out["Accept"] = "application/vnd.github+json"
+            out["X-GitHub-Api-Version"] = "2022-11-28"
+        return out
 
     def __repr__(self) -> str:
         return f"WebhookTarget(name={self.name!r}, url={self.url!r}, format={self.format!r})"
@@ -124,15 +184,13 @@ class WebhookSender:
         self,
         outbox: Outbox,
         targets: dict[str, WebhookTarget],
-        on_outcome: Callable[[str, str], None],
+        on_outcome: Callable[[str, str, float], None],
         clock: Callable[[], float] = time.time,
-        backoff_base: float = 1.0,
     ) -> None:
         self.outbox = outbox
         self.targets = targets
         self.on_outcome = on_outcome
         self.clock = clock
-        self.backoff_base = backoff_base
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,17 +234,23 @@ class WebhookSender:
         target = self.targets.get(item.webhook)
         if target is None:
             self.outbox.failed(item.id, item.webhook, "webhook no longer configured")
-            self.on_outcome(item.webhook, "failure")
+            self.on_outcome(item.webhook, "failure", 0.0)
             return
         now = self.clock()
         body = orjson.dumps(shape(target.format, orjson.loads(item.body)))
         headers = {"Content-Type": "application/json", "Idempotency-Key": item.id}
+        headers.update(target.headers())
         if target.secret:
             ts = int(now)
             headers["webhook-id"] = item.id
             headers["webhook-timestamp"] = str(ts)
             headers["webhook-signature"] = sign(secret_key(target.secret), item.id, ts, body)
         wait: float | None = None
+        started = time.perf_counter()
+
+        def outcome(kind: str) -> None:
+            self.on_outcome(item.webhook, kind, time.perf_counter() - started)
+
         try:
             resp = self._client.post(
                 target.url, content=body, headers=headers, timeout=target.timeout_seconds
@@ -194,12 +258,12 @@ class WebhookSender:
             status = resp.status_code
             if 200 <= status < 300 or (target.format == "airflow" and status == 409):
                 self.outbox.delivered(item.id, item.webhook)
-                self.on_outcome(item.webhook, "success")
+                outcome("success")
                 return
             error = f"HTTP {status}"
             if status not in RETRYABLE:
                 self.outbox.failed(item.id, item.webhook, error)
-                self.on_outcome(item.webhook, "failure")
+                outcome("failure")
                 log.warning("webhook %s: notification %s failed: %s", target.name, item.id, error)
                 return
             wait = retry_after(resp.headers.get("Retry-After"), now)
@@ -208,7 +272,7 @@ class WebhookSender:
         attempts = item.attempts + 1
         if attempts >= target.max_attempts or now - item.created_at >= target.max_age_seconds:
             self.outbox.failed(item.id, item.webhook, error)
-            self.on_outcome(item.webhook, "failure")
+            outcome("failure")
             log.warning(
                 "webhook %s: giving up on %s after %d attempts: %s",
                 target.name,
@@ -217,7 +281,8 @@ class WebhookSender:
                 error,
             )
             return
-        delay = wait if wait is not None else backoff(attempts - 1, self.backoff_base)
-        self.outbox.retry(item.id, item.webhook, now + delay, error)
-        self.on_outcome(item.webhook, "retry")
-        log.info("webhook %s: %s, retrying %s in %.1fs", target.name, error, item.id, delay)
+        if wait is None:
+            wait = backoff(attempts - 1, target.backoff_initial_seconds, target.backoff_max_seconds)
+        self.outbox.retry(item.id, item.webhook, now + wait, error)
+        outcome("retry")
+        log.info("webhook %s: %s, retrying %s in %.1fs", target.name, error, item.id, wait)

@@ -59,7 +59,10 @@ def test_predictions_leaving_the_window_are_forgotten():
     j.add_prediction("b", waiting(pane=2))
     j.forget_panes([1])
     assert set(j.predictions) == {"b"}
-    assert j.add_label("a", "1", 100.0, 100.0) is None  # waits (and will expire)
+    assert j.add_label("a", "1", 100.0, 100.0) is None  # its prediction is gone: late
+    assert j.dropped["late"] == 1 and not j.labels
+    assert j.add_label("zz", "1", 100.0, 100.0) is None  # never seen: waits for the TTL
+    assert list(j.labels) == ["zz"]
 
 
 def test_arguments_checked():

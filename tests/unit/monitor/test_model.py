@@ -51,7 +51,12 @@ def test_evaluation_equals_statistics_over_the_raw_window():
     assert by["color"].psi == pytest.approx(stats.psi_categorical(list(ref["color"]), colors))
     assert {f.feature for f in ev.drifted_features} == {"x1", "color"}
     assert ev.drifted_ratio == 0.5
-    assert ev.breaches == {"feature_drift": True, "prediction_drift": False, "performance": False}
+    assert ev.breaches == {
+        "feature_drift": True,
+        "prediction_drift": False,
+        "dataset_drift": True,  # 2 of 4 features: the default share is 0.5
+        "performance": False,
+    }
 
 
 def test_no_decision_below_min_events():

@@ -7,6 +7,9 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from driftwatch.app import webhook_targets
+from driftwatch.config import parse_config
+from driftwatch.errors import ConfigError
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.webhook import WebhookSender, WebhookTarget, retry_after, shape, sign
 from tests.helpers import WebhookServer, wait_for
@@ -27,10 +30,10 @@ BODY = {
 def sender(tmp_path, url, fmt="generic", secret=None, timeout=2.0, max_attempts=12):
     outcomes: list[tuple[str, str]] = []
     box = Outbox(tmp_path / "outbox.sqlite3")
-    target = WebhookTarget("retrain", url, fmt, secret, timeout, max_attempts)
-    s = WebhookSender(
-        box, {"retrain": target}, lambda w, o: outcomes.append((w, o)), backoff_base=0.05
+    target = WebhookTarget(
+        "retrain", url, fmt, secret, timeout, max_attempts, backoff_initial_seconds=0.05
     )
+    s = WebhookSender(box, {"retrain": target}, lambda w, o, _s: outcomes.append((w, o)))
     return s, box, outcomes
 
 
@@ -138,16 +141,94 @@ def test_outbox_survives_reopening_and_ignores_duplicates(tmp_path):
     assert again.pending_counts() == {"retrain": 1}
 
 
-@pytest.mark.parametrize("fmt", ["generic", "slack", "airflow", "github"])
-def test_formats_reshape_the_same_content(fmt):
-    out = shape(fmt, BODY)
-    if fmt == "generic":
-        assert out == BODY
-    elif fmt == "airflow":
-        assert out == {"dag_run_id": "n-1", "conf": BODY}
-    elif fmt == "github":
-        assert out["event_type"] == "driftwatch.drift.detected"
-        assert len(out["client_payload"]) <= 10
-    else:
-        assert "credit" not in out["text"] and "`m`" in out["text"]
-        assert out["blocks"][0]["type"] == "section"
+def test_generic_body_is_the_contract_body():
+    assert shape("generic", BODY) is BODY
+
+
+def test_slack_message_follows_block_kit_limits():
+    msg = shape("slack", BODY)
+    assert msg["text"] == ":warning: Drift detected: model m, rule feature_drift"
+    assert [b["type"] for b in msg["blocks"]] == ["header", "section", "section", "context"]
+    header, fields, features, _ = msg["blocks"]
+    assert header["text"]["type"] == "plain_text" and len(header["text"]["text"]) <= 150
+    assert len(fields["fields"]) <= 10
+    assert all(f["type"] == "mrkdwn" and len(f["text"]) <= 2000 for f in fields["fields"])
+    assert "`x` PSI 0.3" in features["text"]["text"] and len(features["text"]["text"]) <= 3000
+
+
+def test_airflow_dag_run_body_url_auth_and_409(tmp_path):
+    assert shape("airflow", BODY) == {"dag_run_id": "n-1", "conf": BODY}
+    cfg = parse_config(
+        {
+            "kafka": {"bootstrap_servers": ["x:1"], "prediction_topic": "p"},
+            "webhooks": {
+                "af": {
+                    "url": "http://127.0.0.1:1/",
+                    "format": "airflow",
+                    "dag_id": "retrain",
+                    "username_env": "AF_USER",
+                    "password_env": "AF_PASS",
+                }
+            },
+            "models": [
+                {
+                    "name": "m",
+                    "reference": "r.csv",
+                    "window": {"events": 5},
+                    "features": {"x": "numerical"},
+                }
+            ],
+        },
+        tmp_path,
+    )
+    target = webhook_targets(cfg, {"AF_USER": "bot", "AF_PASS": "pw"})["af"]
+    assert target.url == "http://127.0.0.1:1/api/v1/dags/retrain/dagRuns"
+    assert target.headers() == {"Authorization": "Basic " + base64.b64encode(b"bot:pw").decode()}
+    assert "pw" not in repr(target)
+    with pytest.raises(
+        ConfigError, match=r"webhooks\.af\.password_env: environment variable AF_PASS"
+    ):
+        webhook_targets(cfg, {"AF_USER": "bot"})
+    with WebhookServer([409]) as srv:
+        s, box, outcomes = sender(tmp_path, srv.url, fmt="airflow")
+        enqueue(box)
+        s.drain_once()
+        assert outcomes == [("retrain", "success")]  # the dag run exists: delivered
+        assert json.loads(srv.requests[0]["body"]) == {"dag_run_id": "n-1", "conf": BODY}
+
+
+def test_github_repository_dispatch_shape_url_and_token(tmp_path):
+    long_rule = dict(BODY, type="x" * 200)
+    out = shape("github", long_rule)
+    assert len(out["event_type"]) == 100
+    out = shape("github", BODY)
+    assert out["event_type"] == "driftwatch.drift.detected"
+    assert set(out) == {"event_type", "client_payload"}
+    assert len(out["client_payload"]) <= 10
+    assert out["client_payload"]["drifted_features"] == BODY["drifted_features"]
+    cfg = parse_config(
+        {
+            "kafka": {"bootstrap_servers": ["x:1"], "prediction_topic": "p"},
+            "webhooks": {
+                "gh": {
+                    "url": "https://api.github.com",
+                    "format": "github",
+                    "repository": "acme/models",
+                    "token_env": "GH_TOKEN",
+                }
+            },
+            "models": [
+                {
+                    "name": "m",
+                    "reference": "r.csv",
+                    "window": {"events": 5},
+                    "features": {"x": "numerical"},
+                }
+            ],
+        },
+        tmp_path,
+    )
+    target = webhook_targets(cfg, {"GH_TOKEN": "ghp_secret"})["gh"]
+    assert target.url == "https://api.github.com/repos/acme/models/dispatches"
+    assert target.headers()["Authorization"] == "Bearer ghp_secret"
+    assert target.headers()["Accept"] == "application/vnd.github+json"
