@@ -13,9 +13,10 @@ import orjson
 
 from driftwatch import __version__
 from driftwatch.config import Config, load_config
-from driftwatch.errors import ConfigError, DriftwatchError
+from driftwatch.errors import CheckpointError, ConfigError, DriftwatchError
 
 EXIT_CONFIG = 2
+EXIT_CHECKPOINT = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,7 +107,17 @@ def run(path: Path) -> int:
         print(f"driftwatch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     daemon.install_signal_handlers()
-    return daemon.run()
+    try:
+        return daemon.run()
+    except CheckpointError as exc:
+        print(f"driftwatch: refusing to start from a bad checkpoint: {exc}", file=sys.stderr)
+        print(
+            "  the state was not reset. To start this partition empty, move its checkpoint file"
+            f" out of {daemon.config.state.path / 'checkpoints'} (state.backend: file), or restore"
+            " a backup of it; see README 'Deployment and scaling'.",
+            file=sys.stderr,
+        )
+        return EXIT_CHECKPOINT
 
 
 def replay_cmd(config: Path, source: Path) -> int:

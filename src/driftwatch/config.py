@@ -50,6 +50,11 @@ class HttpConfig(_Strict):
 class StateConfig(_Strict):
     path: Path = Path("./driftwatch-state")
     checkpoint_interval_seconds: float = Field(default=10.0, gt=0)
+    #: Where partition checkpoints live: files under ``path`` (one replica), or a
+    #: compacted Kafka topic every replica of the group can read (scale-out).
+    backend: Literal["file", "kafka"] = "file"
+    #: The state topic, with ``backend: kafka`` (created compacted, one partition, if missing).
+    topic: str = Field(default="driftwatch-state", min_length=1)
 
 
 class EvaluationConfig(_Strict):

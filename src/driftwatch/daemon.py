@@ -7,11 +7,18 @@ The commit order, once:
 2. Evaluations run on the scheduler thread over window snapshots; a rule edge is
    written to the SQLite outbox (fsynced) before anything else happens to it.
 3. Every ``state.checkpoint_interval_seconds``, and at shutdown, the poll loop
-   flushes the dead-letter producer and only then commits the next offsets of the
-   records it has applied. A crash between 1 and 3 re-delivers those records
-   (at-least-once), never skips one.
-4. The webhook sender drains the outbox on its own thread and deletes a
-   notification only once it is delivered.
+   a. flushes the dead-letter producer,
+   b. writes each owned partition's checkpoint — windows, label joins, alert states
+      and the next offsets they reflect — durably (file: temp + fsync + rename;
+      kafka: acknowledged by the state topic),
+   c. and only then commits those offsets to the consumer group.
+4. On assignment a partition's checkpoint is restored and the consumer seeks to its
+   offsets, so the records after it are applied exactly once on top of it; a crash
+   anywhere in 1-3 just means restarting from the previous checkpoint.
+5. The webhook sender drains the outbox on its own thread. A notification's id is
+   derived from its model, rule and firing number, so a firing re-derived after a
+   restore is the same notification and the outbox (which keeps delivered ids for a
+   week) sends it once.
 """
 
 from __future__ import annotations
@@ -29,13 +36,23 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from driftwatch.app import build_pipeline, webhook_targets
 from driftwatch.config import Config
 from driftwatch.errors import ConfigError
+from driftwatch.partitions import Partitions
 from driftwatch.sinks.http import HttpEndpoints
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.prometheus import PrometheusExporter
 from driftwatch.sinks.webhook import WebhookSender
-from driftwatch.sources.kafka import KafkaDeadLetters, KafkaSource, check_client_options
+from driftwatch.sources.kafka import (
+    KafkaDeadLetters,
+    KafkaSource,
+    KafkaStateStore,
+    check_client_options,
+)
+from driftwatch.state.checkpoint import CheckpointStore, FileStore
 
 log = logging.getLogger(__name__)
+
+#: How long delivered notification ids are remembered (so a re-derived one is not resent).
+DELIVERED_RETENTION_SECONDS = 7 * 86_400
 
 
 class Daemon:
@@ -58,12 +75,15 @@ class Daemon:
         )
         self.assignment: set[tuple[str, int]] = set()
         self.joined = False
-        self._offsets: dict[tuple[str, int], int] = {}
+        self.partitions: Partitions | None = None
+        self._closers: list[Callable[[], None]] = []
 
     # -- endpoints --------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
         if not self.joined:
             return False, "not ready: waiting for the consumer group assignment"
+        if self.partitions is not None and self.partitions.restoring:
+            return False, "not ready: restoring partition state"
         return True, f"ready: {len(self.assignment)} partition(s) assigned"
 
     def status(self) -> dict[str, Any]:
@@ -111,6 +131,14 @@ class Daemon:
             self.sender.wake()
 
     # -- the poll loop ------------------------------------------------------------------------
+    def _store(self) -> CheckpointStore:
+        cfg = self.config
+        if cfg.state.backend == "kafka":
+            store = KafkaStateStore(cfg.kafka.bootstrap_servers, cfg.state.topic, cfg.kafka.client)
+            self._closers.append(store.close)
+            return store
+        return FileStore(cfg.state.path / "checkpoints")
+
     def run(self) -> int:
         cfg = self.config
         self.http.start()
@@ -119,6 +147,7 @@ class Daemon:
             cfg.http.host,
             self.http.port,
         )
+        self.outbox.purge_delivered(time.time() - DELIVERED_RETENTION_SECONDS)
         self.sender = WebhookSender(self.outbox, self.targets, self._delivered)
         self.sender.start()
         if cfg.kafka.dead_letter_topic:
@@ -140,6 +169,9 @@ class Daemon:
             cfg.kafka.max_poll_records,
             cfg.kafka.max_event_bytes,
         )
+        self.partitions = partitions = Partitions(
+            self.pipeline, source, self._store(), cfg.kafka.prediction_topic, cfg.kafka.label_topic
+        )
         scheduler = BackgroundScheduler(daemon=True)
         scheduler.add_job(
             self.evaluate,
@@ -151,52 +183,57 @@ class Daemon:
             misfire_grace_time=int(cfg.evaluation.misfire_grace_seconds),
         )
         scheduler.start()
-        last_commit = time.monotonic()
+        last_checkpoint = time.monotonic()
+        clean = False
         try:
             while not self.stop_event.is_set():
                 records = source.poll(0.5)
-                self._rebalanced(source)
+                restored = self._rebalanced(source, partitions)
+                records = partitions.filter(records, restored)
                 if records:
                     self.pipeline.apply(records)
-                    for r in records:
-                        self._offsets[(r.topic, r.partition)] = r.offset + 1
-                if time.monotonic() - last_commit >= cfg.state.checkpoint_interval_seconds:
-                    self._commit(source)
-                    last_commit = time.monotonic()
+                    partitions.advance(records)
+                if time.monotonic() - last_checkpoint >= cfg.state.checkpoint_interval_seconds:
+                    self._checkpoint(source, partitions)
+                    last_checkpoint = time.monotonic()
+            clean = True
         finally:
-            log.info("shutting down: final evaluation and offset commit")
+            log.info("shutting down: final evaluation, checkpoint and offset commit")
             scheduler.shutdown(wait=True)
             self.evaluate()
-            self._commit(source)
+            if clean:
+                self._checkpoint(source, partitions)
             source.close()
             if self.dead_letters is not None:
                 self.dead_letters.close()
+            for close in self._closers:
+                close()
             self.sender.stop()
             self.http.stop()
             self.outbox.close()
         return 0
 
-    def _rebalanced(self, source: KafkaSource) -> None:
+    def _rebalanced(self, source: KafkaSource, partitions: Partitions) -> set[int]:
+        restored: set[int] = set()
         for kind, parts in source.rebalances():
+            log.info("partitions %s: %s", kind, sorted(f"{t}/{p}" for t, p in parts))
             if kind == "assigned":
                 self.assignment |= parts
+                restored |= partitions.assigned(parts, self.assignment)
                 if not self.joined:
                     self.joined = True
                     if self.on_ready is not None:
                         self.on_ready(self)
             else:
                 self.assignment -= parts
-                for tp in parts:
-                    self._offsets.pop(tp, None)
-            log.info("partitions %s: %s", kind, sorted(f"{t}/{p}" for t, p in parts))
+                partitions.revoked(parts)
+        return restored
 
-    def _commit(self, source: KafkaSource) -> None:
+    def _checkpoint(self, source: KafkaSource, partitions: Partitions) -> None:
         if self.dead_letters is not None:
             self.dead_letters.flush()
-        offsets = {tp: o for tp, o in self._offsets.items() if tp in self.assignment}
-        if offsets and source.commit(offsets):
-            for tp in offsets:
-                self._offsets.pop(tp, None)
+        offsets = partitions.checkpoint(self.assignment)
+        source.commit({tp: o for tp, o in offsets.items() if tp in self.assignment})
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:

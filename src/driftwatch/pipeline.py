@@ -6,6 +6,7 @@ durable outbox. It is built by ``driftwatch.app.build_pipeline`` from a config.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,10 +23,11 @@ from driftwatch.events.decode import Decoder
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.model import ModelMonitor, evaluate_snapshot
 from driftwatch.monitor.notify import Notification, notification
-from driftwatch.monitor.results import RULES, Evaluation
+from driftwatch.monitor.results import RULES, Evaluation, Hysteresis
 from driftwatch.monitor.telemetry import Telemetry
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sources.base import DeadLetters, Record
+from driftwatch.state.checkpoint import ModelState
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,22 @@ class ModelAlerts:
     policy: AlertPolicy
     webhooks: list[str]
     states: dict[str, RuleState] = field(default_factory=lambda: {r: RuleState() for r in RULES})
+    hysteresis: Hysteresis | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "rules": {r: dataclasses.asdict(s) for r, s in self.states.items()},
+            "hysteresis": None if self.hysteresis is None else self.hysteresis.to_dict(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.states = {r: RuleState(**state["rules"].get(r, {})) for r in RULES}
+        h = state["hysteresis"]
+        self.hysteresis = None if h is None else Hysteresis.from_dict(h)
+
+    def reset(self) -> None:
+        self.states = {r: RuleState() for r in RULES}
+        self.hysteresis = None
 
 
 class Pipeline:
@@ -60,6 +78,10 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.on_notify = on_notify
         self.label_topic = label_topic
+        #: model -> the partition its events must arrive on (None: any; replay)
+        self.router: Callable[[str], int] | None = None
+        #: the models this replica owns and evaluates (None: all of them)
+        self.owned: set[str] | None = None
         self._lock = threading.Lock()  # guards the monitors' windows and joins
         self._eval_lock = threading.Lock()  # one evaluation round at a time
         self._last: dict[str, Evaluation] = {}  # each model's previous evaluation (hysteresis)
@@ -88,9 +110,12 @@ class Pipeline:
             try:
                 event = self._decode(rec, mixed)
             except InvalidEvent as exc:
-                self.telemetry.count_invalid(exc.reason)
-                if self.dead_letters is not None:
-                    self.dead_letters.send(rec, exc.reason, exc.detail)
+                self._invalid(rec, exc.reason, exc.detail)
+                continue
+            if self.router is not None and self.router(event.model) != rec.partition:
+                self._invalid(
+                    rec, "wrong_partition", f"model {event.model} belongs on another partition"
+                )
                 continue
             if isinstance(event, Label):
                 labels[event.model].append(event)
@@ -105,6 +130,11 @@ class Pipeline:
         if labels:
             self._label_telemetry()
         return applied
+
+    def _invalid(self, rec: Record, reason: str, detail: str) -> None:
+        self.telemetry.count_invalid(reason)
+        if self.dead_letters is not None:
+            self.dead_letters.send(rec, reason, detail)
 
     def _ingest(self, model: str, events: list[Prediction]) -> int:
         monitor = self.monitors[model]
@@ -138,12 +168,14 @@ class Pipeline:
         out = []
         with self._eval_lock:
             for monitor in self.monitors.values():
+                if self.owned is not None and monitor.spec.name not in self.owned:
+                    continue
                 with self._lock:
                     monitor.expire_labels(now)
                     snap = monitor.snapshot()
-                previous = self._last.get(monitor.spec.name)
-                evaluation = evaluate_snapshot(monitor, snap, now, previous)
-                self._last[monitor.spec.name] = evaluation
+                alerts = self.alerts[monitor.spec.name]
+                evaluation = evaluate_snapshot(monitor, snap, now, alerts.hysteresis)
+                alerts.hysteresis = evaluation.hysteresis
                 out.append((evaluation, self._alert(evaluation, now)))
             self._label_telemetry()
         return out
@@ -152,9 +184,10 @@ class Pipeline:
         alerts = self.alerts[evaluation.model]
         notes: list[Notification] = []
         for rule, breach in evaluation.breaches.items():
-            edge: Edge | None = alerts.policy.update(alerts.states[rule], breach, now)
+            state = alerts.states[rule]
+            edge: Edge | None = alerts.policy.update(state, breach, now)
             if edge is not None:
-                notes.append(notification(evaluation, rule, edge))
+                notes.append(notification(evaluation, rule, edge, state.firings))
         if notes and self.outbox is not None:
             for note in notes:
                 body = orjson.dumps(note.body)
@@ -166,10 +199,46 @@ class Pipeline:
         self.telemetry.record(evaluation, {r: s.firing for r, s in alerts.states.items()})
         return notes
 
+    # -- checkpoints ----------------------------------------------------------------------
+    def capture(self, models: list[str]) -> tuple[dict[str, ModelState], dict[str, dict[str, Any]]]:
+        """A consistent copy of these models' state and alert state (between two applies,
+        between two evaluations)."""
+        with self._eval_lock, self._lock:
+            states = {m: self.monitors[m].state() for m in models}
+            alerts = {m: self.alerts[m].state() for m in models}
+        return states, alerts
+
+    def restore(self, states: dict[str, ModelState], alerts: dict[str, dict[str, Any]]) -> None:
+        """Restore models from a checkpoint; ValueError if a model's layout changed."""
+        with self._eval_lock, self._lock:
+            for name, (meta, arrays) in states.items():
+                if name in self.monitors:
+                    self.monitors[name].restore(meta, arrays)
+            for name, state in alerts.items():
+                if name in self.alerts:
+                    self.alerts[name].restore(state)
+        for name in states:
+            if name in self.monitors:
+                m = self.monitors[name]
+                self.telemetry.restore_counts(
+                    name, m.events_total, m.labels_total, m.late_events, m.missing
+                )
+        self._label_telemetry()
+
+    def reset(self, models: list[str]) -> None:
+        """Forget these models (their partition moved away)."""
+        with self._eval_lock, self._lock:
+            for name in models:
+                self.monitors[name].reset()
+                self.alerts[name].reset()
+        self.telemetry.forget(models)
+
     def status(self) -> dict[str, Any]:
         snap = self.telemetry.snapshot()
         models: dict[str, Any] = {}
         for name in self.monitors:
+            if self.owned is not None and name not in self.owned:
+                continue
             ev = snap.evaluations.get(name)
             models[name] = {
                 "evaluation": None if ev is None else ev.to_dict(),

@@ -181,7 +181,7 @@ def test_malformed_records_are_counted_dead_lettered_and_skipped(broker, topic, 
     assert d.stop() == 0
 
 
-def test_endpoints_promtool_and_committed_offsets_across_restart(broker, topic, tmp_path, daemons):
+def test_endpoints_promtool_and_state_across_restart(broker, topic, tmp_path, daemons):
     create_topic(broker, topic)
     cfg = daemon_config(broker, tmp_path, topic)
     d = DaemonProcess(cfg, tmp_path)
@@ -205,11 +205,15 @@ def test_endpoints_promtool_and_committed_offsets_across_restart(broker, topic, 
     assert status["models"]["m"]["events_total"] == 300
     assert http_get(d.base + "/nope")[0] == 404
 
-    assert d.stop(signal.SIGINT) == 0  # final commit
+    assert d.stop(signal.SIGINT) == 0  # final checkpoint and commit
     d2 = DaemonProcess(cfg, tmp_path)
     daemons.append(d2.start())
+    assert sample(d2.metrics(), "driftwatch_events_total", model="m") == 300  # restored
     produce(broker, topic, [orjson.dumps(e) for e in events(32, 200, start=300)])
-    wait_for(counted(d2, 200), 30, what="200 new events")
-    time.sleep(2)
-    assert sample(d2.metrics(), "driftwatch_events_total", model="m") == 200  # nothing re-read
+    wait_for(counted(d2, 500), 30, what="200 new events on top of the restored 300")
+    wait_for(evaluated_after(d2, time.time() + 0.1), 10, what="an evaluation")
+    time.sleep(1)
+    text = d2.metrics()
+    assert sample(text, "driftwatch_events_total", model="m") == 500  # nothing re-read
+    assert sample(text, "driftwatch_window_events", model="m") == 500
     assert d2.stop() == 0

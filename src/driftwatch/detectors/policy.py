@@ -23,6 +23,9 @@ class RuleState:
     breaches_in_row: int = 0
     notified: bool = False  # whether the current firing was notified (so its resolve is too)
     last_notified_at: float | None = None
+    #: notified firings so far: numbers each notification, so its id is the same wherever
+    #: and whenever the same firing is re-derived (after a restart, on another replica)
+    firings: int = 0
 
 
 class AlertPolicy:
@@ -50,6 +53,7 @@ class AlertPolicy:
                 state.notified = cooled
                 if cooled:
                     state.last_notified_at = now
+                    state.firings += 1
                     return Edge.FIRED
             return None
         state.breaches_in_row = 0

@@ -27,6 +27,7 @@ INVALID_REASONS = (
     "invalid_type",
     "non_finite",
     "invalid_timestamp",
+    "wrong_partition",
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -102,6 +103,27 @@ class LabelJoin:
                         self.gone[ident] = None
         while len(self.gone) > self.max_pending:
             self.gone.popitem(last=False)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "predictions": [
+                [i, w.pane, w.prediction, w.score, w.timestamp, list(w.regions), w.labeled]
+                for i, w in self.predictions.items()
+            ],
+            "labels": [[i, lab, at] for i, (lab, at) in self.labels.items()],
+            "gone": list(self.gone),
+            "dropped": dict(self.dropped),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.predictions = {}
+        self._by_pane = {}
+        for ident, pane, pred, score, ts, regions, labeled in state["predictions"]:
+            self.predictions[ident] = Awaiting(pane, pred, score, ts, tuple(regions), labeled)
+            self._by_pane.setdefault(pane, []).append(ident)
+        self.labels = OrderedDict((i, (lab, at)) for i, lab, at in state["labels"])
+        self.gone = OrderedDict.fromkeys(state["gone"])
+        self.dropped = Counter(state["dropped"])
 
     def expire(self, now: float) -> int:
         """Drop labels that waited past the TTL (counted as late); returns how many."""

@@ -24,7 +24,7 @@ from driftwatch.detectors.threshold import (
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.join import Awaiting, Joined, LabelJoin
 from driftwatch.monitor.performance import PerformanceLayout
-from driftwatch.monitor.results import Evaluation, FeatureResult, SegmentResult
+from driftwatch.monitor.results import Evaluation, FeatureResult, Hysteresis, SegmentResult
 from driftwatch.monitor.segments import Segment
 from driftwatch.stats.ks import ks_from_counts
 from driftwatch.stats.psi import psi_from_counts
@@ -106,6 +106,7 @@ class ModelMonitor:
         self.join = LabelJoin(spec.label_ttl_seconds, spec.max_pending)
         self.label_stats = LabelStats()
         self.events_total = 0
+        self.labels_total = 0
         self.late_events = 0
         self.missing = dict.fromkeys(spec.features, 0)
 
@@ -175,6 +176,7 @@ class ModelMonitor:
     # -- labels -----------------------------------------------------------------------------
     def ingest_labels(self, labels: Sequence[Label], now: float) -> ModelMonitor:
         """Join labels (``label.timestamp`` defaults to ``now``); waiting ones are buffered."""
+        self.labels_total += len(labels)
         if self.spec.performance is None:
             return self
         batch: list[Joined] = []
@@ -208,6 +210,48 @@ class ModelMonitor:
                 for joined in members:
                     self.label_stats.observe(max(0.0, joined.delay_seconds))
 
+    # -- checkpoints ----------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The complete state (window, label join, counters): JSON-able meta and arrays."""
+        window_meta, arrays = self.window.state()
+        ls = self.label_stats
+        meta = {
+            "window": window_meta,
+            "window_kind": type(self.window).__name__,
+            "nbins": self.window.nbins,
+            "join": self.join.state(),
+            "label_stats": {"joined": ls.joined, "buckets": ls.delay_buckets, "sum": ls.delay_sum},
+            "events_total": self.events_total,
+            "labels_total": self.labels_total,
+            "late_events": self.late_events,
+            "missing": self.missing,
+        }
+        return meta, arrays
+
+    def restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state`; raises ValueError if the model's layout has changed."""
+        if meta["window_kind"] != type(self.window).__name__ or meta["nbins"] != self.window.nbins:
+            raise ValueError(
+                f"model {self.spec.name}: the checkpoint's window ({meta['window_kind']}, "
+                f"{meta['nbins']} bins) does not match the configured one "
+                f"({type(self.window).__name__}, {self.window.nbins} bins)"
+            )
+        self.window.restore(meta["window"], arrays)
+        self.join.restore(meta["join"])
+        ls = meta["label_stats"]
+        self.label_stats = LabelStats(ls["joined"], list(ls["buckets"]), ls["sum"])
+        self.events_total = int(meta["events_total"])
+        self.labels_total = int(meta["labels_total"])
+        self.late_events = int(meta["late_events"])
+        self.missing = {f: int(meta["missing"].get(f, 0)) for f in self.spec.features}
+
+    def reset(self) -> None:
+        """Forget all state (a partition this replica no longer owns)."""
+        fresh = ModelMonitor(
+            self.spec, self.profile, self.layout, self.segments, self.reference_performance
+        )
+        self.__dict__.update(fresh.__dict__)
+
     def expire_labels(self, now: float) -> int:
         return self.join.expire(now)
 
@@ -231,7 +275,7 @@ def _slot_stats(
 
 
 def evaluate_snapshot(
-    monitor: ModelMonitor, snap: WindowSnapshot, now: float, previous: Evaluation | None = None
+    monitor: ModelMonitor, snap: WindowSnapshot, now: float, previous: Hysteresis | None = None
 ) -> Evaluation:
     """Statistics and breaches of one window snapshot: O(bins), never O(events).
 
@@ -240,7 +284,7 @@ def evaluate_snapshot(
     spec, profile, layout = monitor.spec, monitor.profile, monitor.layout
     rule = spec.rule
     n = snap.events
-    was = {f.feature for f in previous.features if f.drift} if previous else set()
+    was = previous.drifting if previous else frozenset()
     stats = {}
     for j, slot in enumerate(profile.slots):
         stats[slot] = _slot_stats(profile.slot_bins(slot), snap.counts[profile.slot_slice(j)])
@@ -266,10 +310,10 @@ def evaluate_snapshot(
     if "prediction" in stats:
         prediction_psi = stats["prediction"][0]
         prediction_drift = rule.prediction(
-            n, prediction_psi, bool(previous and previous.prediction_drift)
+            n, prediction_psi, bool(previous and previous.prediction)
         )
     ratio = sum(r.drift for r in results) / len(results) if results else 0.0
-    dataset_drift = rule.dataset(n, ratio, bool(previous and previous.dataset_drift))
+    dataset_drift = rule.dataset(n, ratio, bool(previous and previous.dataset))
 
     def region_perf(region: int) -> tuple[int, dict[str, float]]:
         start = region * monitor.region_size + monitor.perf_offset
@@ -286,7 +330,7 @@ def evaluate_snapshot(
             labeled,
             performance.get(metric, math.nan),
             monitor.reference_performance.get(metric, math.nan),
-            bool(previous and previous.performance_breach),
+            bool(previous and previous.performance),
         )
     segments = []
     for seg in monitor.segments:

@@ -24,9 +24,10 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def notification_id(model: str, rule: str, kind: str, occurred_at: float) -> str:
-    """Deterministic: re-deriving the same notification (e.g. after a restart) gives the same id."""
-    return str(uuid.uuid5(_NAMESPACE, f"{model}\x1f{rule}\x1f{kind}\x1f{occurred_at:.6f}"))
+def notification_id(model: str, rule: str, kind: str, firing: int) -> str:
+    """Deterministic: the ``firing``-th firing of a model's rule (or its resolve) has one id,
+    however often and wherever it is re-derived (a restart, another replica)."""
+    return str(uuid.uuid5(_NAMESPACE, f"{model}\x1f{rule}\x1f{kind}\x1f{firing}"))
 
 
 def _clean(x: float | None) -> float | None:
@@ -53,9 +54,9 @@ class Notification:
     body: dict[str, Any]
 
 
-def notification(evaluation: Evaluation, rule: str, edge: Edge) -> Notification:
+def notification(evaluation: Evaluation, rule: str, edge: Edge, firing: int) -> Notification:
     kind = _FIRED_TYPE[rule] if edge is Edge.FIRED else "resolved"
-    nid = notification_id(evaluation.model, rule, kind, evaluation.evaluated_at)
+    nid = notification_id(evaluation.model, rule, kind, firing)
     drifted = [
         {
             "feature": f.feature,

@@ -67,6 +67,28 @@ class SegmentResult:
 
 
 @dataclass(frozen=True)
+class Hysteresis:
+    """What the next evaluation needs of this one: which statistics were breaching."""
+
+    drifting: frozenset[str] = frozenset()
+    prediction: bool = False
+    dataset: bool = False
+    performance: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "drifting": sorted(self.drifting),
+            "prediction": self.prediction,
+            "dataset": self.dataset,
+            "performance": self.performance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Hysteresis:
+        return cls(frozenset(d["drifting"]), d["prediction"], d["dataset"], d["performance"])
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """One model's statistics and rule breaches at ``evaluated_at``."""
 
@@ -87,6 +109,15 @@ class Evaluation:
     performance_breach: bool = False
     segments: tuple[SegmentResult, ...] = ()
     labels_pending: int = 0
+
+    @property
+    def hysteresis(self) -> Hysteresis:
+        return Hysteresis(
+            frozenset(f.feature for f in self.features if f.drift),
+            self.prediction_drift,
+            self.dataset_drift,
+            self.performance_breach,
+        )
 
     @property
     def label_coverage(self) -> float:

@@ -73,6 +73,30 @@ class Telemetry:
         with self._lock:
             self.labels[model] = LabelTelemetry(dropped, buckets, delay_sum, pending)
 
+    def restore_counts(
+        self, model: str, events: int, labels: int, late: int, missing: dict[str, int]
+    ) -> None:
+        """Counters as of a restored checkpoint, so they continue where its owner left off."""
+        with self._lock:
+            self.events_total[model] = events
+            self.labels_total[model] = labels
+            self.late_total[model] = late
+            for feature, n in missing.items():
+                self.missing_total[(model, feature)] = n
+
+    def forget(self, models: list[str]) -> None:
+        """Stop exporting these models (another replica owns them now)."""
+        with self._lock:
+            for m in models:
+                self.evaluations.pop(m, None)
+                self.labels.pop(m, None)
+                for counter in (self.events_total, self.labels_total, self.late_total):
+                    counter.pop(m, None)
+                for key in [k for k in self.missing_total if k[0] == m]:
+                    del self.missing_total[key]
+                for key in [k for k in self.alert_active if k[0] == m]:
+                    del self.alert_active[key]
+
     def count_invalid(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self.invalid_total[reason] += n

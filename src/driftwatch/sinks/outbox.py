@@ -1,15 +1,18 @@
 """Durable outbox of webhook notifications (SQLite, in ``state.path``).
 
-A notification is written here before the offsets of the events that caused
-it are committed, and deleted only once delivered; one that exhausts its
-attempts or age stays with status ``failed`` for inspection. Ids are stable,
-so writing the same notification twice is a no-op.
+A notification is written here before the offsets of the events that caused it are
+committed. Once delivered it becomes a ``delivered`` tombstone (its body dropped),
+purged after ``keep_delivered_seconds``; while it is there, writing the same
+notification again (ids are stable: the same firing re-derived after a restart) is a
+no-op, so it is not sent twice. One that exhausts its attempts or age stays with
+status ``failed`` for inspection.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +82,22 @@ class Outbox:
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
-    def delivered(self, notification_id: str, webhook: str) -> None:
+    def delivered(self, notification_id: str, webhook: str, now: float | None = None) -> None:
         with self._lock:
             self._db.execute(
-                "DELETE FROM outbox WHERE id = ? AND webhook = ?", (notification_id, webhook)
+                "UPDATE outbox SET status = 'delivered', body = x'', next_attempt_at = ?"
+                " WHERE id = ? AND webhook = ?",
+                (time.time() if now is None else now, notification_id, webhook),
             )
+
+    def purge_delivered(self, older_than: float) -> int:
+        """Forget delivered tombstones delivered before ``older_than`` (epoch seconds)."""
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM outbox WHERE status = 'delivered' AND next_attempt_at < ?",
+                (older_than,),
+            )
+            return cur.rowcount
 
     def retry(self, notification_id: str, webhook: str, at: float, error: str) -> None:
         with self._lock:
@@ -104,7 +118,8 @@ class Outbox:
     def listing(self, limit: int = 100) -> list[Pending]:
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM outbox ORDER BY created_at LIMIT ?",
+                f"SELECT {_COLUMNS} FROM outbox WHERE status != 'delivered'"
+                " ORDER BY created_at LIMIT ?",
                 (limit,),
             ).fetchall()
         return [Pending(*r) for r in rows]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -37,6 +39,12 @@ class CountWindow(PaneWindow):
             while self._panes and self.events - self._panes[0].n >= self.size:
                 self._evict_oldest()
         return keys
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"next_key": self._next_key}
+
+    def _restore_extra(self, meta: dict[str, Any]) -> None:
+        self._next_key = int(meta["next_key"])
 
     def find(self, key: int) -> Pane | None:
         if not self._panes:

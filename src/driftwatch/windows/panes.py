@@ -10,6 +10,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -133,6 +134,53 @@ class PaneWindow(ABC):
         """The newest event time in the window."""
         hi = max((p.newest for p in self._panes), default=-math.inf)
         return None if math.isinf(hi) else hi
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything needed to rebuild this window exactly: JSON-able meta and arrays."""
+        panes = list(self._panes)
+        arrays: dict[str, np.ndarray] = {
+            "keys": np.array([p.key for p in panes], dtype=np.int64),
+            "n": np.array([p.n for p in panes], dtype=np.int64),
+            "times": np.array([(p.oldest, p.newest) for p in panes], dtype=np.float64).reshape(
+                -1, 2
+            ),
+            "counts": np.stack([p.counts for p in panes])
+            if panes
+            else np.zeros((0, self.nbins), np.int32),
+            "sums": np.stack([p.sums for p in panes]) if panes else np.zeros((0, self.nsums)),
+            "totals": self.totals.copy(),
+            "sum_totals": self.sum_totals.copy(),
+        }
+        meta = {"events": self.events, "evicted_events": self.evicted_events, **self._extra_state()}
+        return meta, arrays
+
+    def restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        if arrays["counts"].shape[1:] != (self.nbins,) or arrays["sums"].shape[1:] != (self.nsums,):
+            raise ValueError(
+                f"window layout changed: {arrays['counts'].shape[1:]} bins in the checkpoint, "
+                f"{self.nbins} now (features, reference or segments differ)"
+            )
+        self._panes.clear()
+        for i, key in enumerate(arrays["keys"].tolist()):
+            pane = Pane(int(key), self.nbins, self.nsums)
+            pane.n = int(arrays["n"][i])
+            pane.oldest, pane.newest = (float(x) for x in arrays["times"][i])
+            pane.counts = arrays["counts"][i].astype(np.int32)
+            pane.sums = arrays["sums"][i].astype(np.float64)
+            self._panes.append(pane)
+        self.totals = arrays["totals"].astype(np.int64)
+        self.sum_totals = arrays["sum_totals"].astype(np.float64)
+        self.events = int(meta["events"])
+        self.evicted_events = int(meta["evicted_events"])
+        self.evicted_keys = []
+        self._restore_extra(meta)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _restore_extra(self, meta: dict[str, Any]) -> None:
+        return None
 
     def snapshot(self) -> WindowSnapshot:
         return WindowSnapshot(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +54,14 @@ class TimeWindow(PaneWindow):
             self._keys.pop(0)
         self.late_events += dropped
         return keys
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"newest_seen": self.newest_seen, "late_events": self.late_events}
+
+    def _restore_extra(self, meta: dict[str, Any]) -> None:
+        self.newest_seen = meta["newest_seen"]
+        self.late_events = int(meta["late_events"])
+        self._keys = [p.key for p in self._panes]
 
     def find(self, key: int) -> Pane | None:
         i = bisect.bisect_left(self._keys, key)

@@ -1,0 +1,176 @@
+"""Partition ownership: restore on assignment, forget on revocation, checkpoint, commit.
+
+Runs on the poll-loop thread only (it calls blocking consumer methods: seek, position).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from driftwatch.errors import CheckpointError
+from driftwatch.pipeline import Pipeline
+from driftwatch.sources.base import Record
+from driftwatch.sources.kafka import KafkaSource, partition_of
+from driftwatch.state.checkpoint import CheckpointStore, PartitionCheckpoint, checkpoint_key
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+
+
+class Partitions:
+    """Which partitions (and so which models) this replica owns, and their checkpoints.
+
+    A partition number ``p`` covers partition ``p`` of the prediction topic and of the
+    label topic (co-partitioned: both keyed by model, same partition count).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        source: KafkaSource,
+        store: CheckpointStore,
+        prediction_topic: str,
+        label_topic: str | None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.source = source
+        self.store = store
+        self.prediction_topic = prediction_topic
+        self.topics = [prediction_topic, *([label_topic] if label_topic else [])]
+        self.owned: set[int] = set()
+        self.count: int | None = None  # partitions of the prediction topic
+        self.restoring = False
+        self.assignment: set[TP] = set()
+        self.positions: dict[TP, int] = {}  # next offset to consume, per topic-partition
+        self.last_checkpoint_seconds = 0.0
+        self.last_checkpoint_bytes = 0
+        pipeline.owned = set()
+
+    def models_of(self, partition: int) -> list[str]:
+        assert self.count is not None
+        return [m for m in self.pipeline.monitors if partition_of(m, self.count) == partition]
+
+    def _ensure_count(self) -> int:
+        if self.count is None:
+            counts = {t: self.source.partitions(t) for t in self.topics}
+            count = counts[self.prediction_topic]
+            if count is None:
+                raise CheckpointError(f"topic {self.prediction_topic} has no partitions yet")
+            self.count = count
+            for topic, n in counts.items():
+                if n is not None and n != count:
+                    log.error(
+                        "topic %s has %d partitions but %s has %d: labels of a model must arrive"
+                        " on the same partition number as its predictions (co-partitioning)",
+                        topic,
+                        n,
+                        self.prediction_topic,
+                        count,
+                    )
+            self.pipeline.router = lambda model: partition_of(model, count)
+            return count
+        return self.count
+
+    def assigned(self, parts: frozenset[TP], assignment: set[TP]) -> set[int]:
+        """Take over partitions: restore each one's checkpoint and seek to its offsets.
+        Returns the partitions restored from a checkpoint (their records in the current
+        batch predate the seek and must be dropped)."""
+        self.assignment = assignment
+        numbers = {p for t, p in parts if t == self.prediction_topic} - self.owned
+        if not numbers:
+            return set()
+        self._ensure_count()
+        self.restoring = True
+        restored = set()
+        try:
+            refresh = getattr(self.store, "refresh", None)
+            if refresh is not None:
+                refresh()
+            for p in sorted(numbers):
+                if self._restore(p):
+                    restored.add(p)
+                self.owned.add(p)
+                assert self.pipeline.owned is not None
+                self.pipeline.owned.update(self.models_of(p))
+        finally:
+            self.restoring = False
+        return restored
+
+    def _restore(self, p: int) -> bool:
+        key = checkpoint_key(self.prediction_topic, p)
+        blob = self.store.load(key)
+        models = self.models_of(p)
+        self.pipeline.reset(models)
+        if blob is None:
+            log.info("partition %d: no checkpoint; starting its %d model(s) empty", p, len(models))
+            return False
+        started = time.perf_counter()
+        cp = PartitionCheckpoint.decode(blob, key)
+        if cp.topic != self.prediction_topic or cp.partition != p:
+            raise CheckpointError(
+                f"{key}: holds {cp.topic}/{cp.partition}, not {self.prediction_topic}/{p}"
+            )
+        try:
+            self.pipeline.restore(cp.models, cp.alerts)
+        except ValueError as exc:
+            raise CheckpointError(f"{key}: {exc}") from None
+        for topic, offset in cp.offsets.items():
+            if topic in self.topics and (topic, p) in self.assignment:
+                self.source.seek(topic, p, offset)
+                self.positions[(topic, p)] = offset
+        log.info(
+            "partition %d: restored %d model(s) at offsets %s in %.3fs",
+            p,
+            len(cp.models),
+            cp.offsets,
+            time.perf_counter() - started,
+        )
+        return True
+
+    def revoked(self, parts: frozenset[TP]) -> None:
+        """Give up partitions: forget their models (the new owner restores them)."""
+        numbers = {p for t, p in parts if t == self.prediction_topic} & self.owned
+        for p in numbers:
+            models = self.models_of(p)
+            self.pipeline.reset(models)
+            assert self.pipeline.owned is not None
+            self.pipeline.owned.difference_update(models)
+            self.owned.discard(p)
+            for topic in self.topics:
+                self.positions.pop((topic, p), None)
+
+    def filter(self, records: Sequence[Record], restored: set[int]) -> list[Record]:
+        """Records this replica should apply: of owned partitions, not from before a seek."""
+        return [r for r in records if r.partition in self.owned and r.partition not in restored]
+
+    def advance(self, records: Sequence[Record]) -> None:
+        for r in records:
+            self.positions[(r.topic, r.partition)] = r.offset + 1
+
+    def checkpoint(self, assignment: set[TP]) -> dict[TP, int]:
+        """Write every owned partition's checkpoint; return the offsets now safe to commit."""
+        started = time.perf_counter()
+        size = 0
+        safe: dict[TP, int] = {}
+        for p in sorted(self.owned):
+            offsets = {}
+            for topic in self.topics:
+                tp = (topic, p)
+                if tp not in assignment:
+                    continue
+                if tp not in self.positions:
+                    self.positions[tp] = self.source.position(topic, p)
+                offsets[topic] = self.positions[tp]
+            models = self.models_of(p)
+            states, alerts = self.pipeline.capture(models)
+            cp = PartitionCheckpoint(self.prediction_topic, p, offsets, states, alerts)
+            blob = cp.encode()
+            self.store.save(checkpoint_key(self.prediction_topic, p), blob)
+            size += len(blob)
+            safe.update({(t, p): o for t, o in offsets.items()})
+        self.last_checkpoint_seconds = time.perf_counter() - started
+        self.last_checkpoint_bytes = size
+        return safe

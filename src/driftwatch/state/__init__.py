@@ -1,0 +1,1 @@
+"""Checkpoints: the complete per-partition state, with the input offsets it reflects."""
