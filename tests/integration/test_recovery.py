@@ -42,7 +42,7 @@ def stream(n_per_model: int) -> list[tuple[str, bytes]]:
             20 + k, n_per_model - half, model=name, shift=("x1", "color"), start=half
         )
         out.append([(name, orjson.dumps(e)) for e in evs])
-    mixed = []
+    mixed: list[tuple[str, bytes]] = []
     for i in range(n_per_model):
         mixed.extend(per[i] for per in out)
     return mixed
@@ -61,7 +61,8 @@ def send(broker, topic, items):
 def model_status(d: DaemonProcess) -> dict[str, Any]:
     code, body = http_get(d.base + "/status")
     assert code == 200
-    return json.loads(body)["models"]
+    models: dict[str, Any] = json.loads(body)["models"]
+    return models
 
 
 def settled(d: DaemonProcess, expected_total: dict[str, int]) -> dict[str, Any] | None:
