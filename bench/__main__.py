@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import evaluation, ingest, labels, memory
+from bench import checkpoint, evaluation, ingest, labels, memory
 
 SUITES = {
     "ingest": ingest.run,
     "eval": evaluation.run,
     "memory": memory.run,
     "labels": labels.run,
+    "checkpoint": checkpoint.run,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from driftwatch.errors import CheckpointError
 from driftwatch.pipeline import Pipeline
@@ -46,6 +47,8 @@ class Partitions:
         self.assignment: set[TP] = set()
         self.positions: dict[TP, int] = {}  # next offset to consume, per topic-partition
         self.last_checkpoint_seconds = 0.0
+        #: per partition: the offsets and alert states of its last checkpoint
+        self._saved: dict[int, tuple[dict[str, int], dict[str, Any]]] = {}
         self.last_checkpoint_bytes = 0
         pipeline.owned = set()
 
@@ -141,6 +144,7 @@ class Partitions:
             self.owned.discard(p)
             for topic in self.topics:
                 self.positions.pop((topic, p), None)
+            self._saved.pop(p, None)
 
     def filter(self, records: Sequence[Record], restored: set[int]) -> list[Record]:
         """Records this replica should apply: of owned partitions, not from before a seek."""
@@ -164,13 +168,17 @@ class Partitions:
                 if tp not in self.positions:
                     self.positions[tp] = self.source.position(topic, p)
                 offsets[topic] = self.positions[tp]
+            safe.update({(t, p): o for t, o in offsets.items()})
             models = self.models_of(p)
+            alerts_now = self.pipeline.alert_states(models)
+            if self._saved.get(p) == (offsets, alerts_now):
+                continue  # nothing applied or fired since its last checkpoint
             states, alerts = self.pipeline.capture(models)
             cp = PartitionCheckpoint(self.prediction_topic, p, offsets, states, alerts)
             blob = cp.encode()
             self.store.save(checkpoint_key(self.prediction_topic, p), blob)
+            self._saved[p] = (offsets, alerts)
             size += len(blob)
-            safe.update({(t, p): o for t, o in offsets.items()})
         self.last_checkpoint_seconds = time.perf_counter() - started
         self.last_checkpoint_bytes = size
         return safe

@@ -208,6 +208,10 @@ class Pipeline:
             alerts = {m: self.alerts[m].state() for m in models}
         return states, alerts
 
+    def alert_states(self, models: list[str]) -> dict[str, dict[str, Any]]:
+        with self._eval_lock:
+            return {m: self.alerts[m].state() for m in models}
+
     def restore(self, states: dict[str, ModelState], alerts: dict[str, dict[str, Any]]) -> None:
         """Restore models from a checkpoint; ValueError if a model's layout changed."""
         with self._eval_lock, self._lock:

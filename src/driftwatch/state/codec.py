@@ -30,7 +30,7 @@ def encode(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     doc = np.frombuffer(json.dumps(meta, separators=(",", ":")).encode(), dtype=np.uint8)
     np.savez(buf, allow_pickle=False, **{_META: doc}, **arrays)
-    payload = zlib.compress(buf.getvalue(), 3)
+    payload = zlib.compress(buf.getvalue(), 1)  # level 1: ~2x faster than 6, ~10% larger
     return _HEADER.pack(MAGIC, VERSION, zlib.crc32(payload)) + payload
 
 

@@ -22,20 +22,49 @@ PANES = 100
 
 
 class Pane:
-    """The counts of one slice of the stream."""
+    """The counts of one slice of the stream.
 
-    __slots__ = ("counts", "key", "n", "newest", "oldest", "sums")
+    A pane starts *sparse* — the flat bin indices it was given, 4 bytes each — and turns
+    *dense* (one int32 per bin) once it holds more indices than there are bins. So a
+    model with many bins and a short window costs memory in proportion to its events,
+    and a long window at most one count vector per pane.
+    """
+
+    __slots__ = ("chunks", "counts", "key", "n", "newest", "nidx", "oldest", "sums")
 
     def __init__(self, key: int, nbins: int, nsums: int = 0) -> None:
         self.key = key
         self.n = 0
-        # int32 halves the memory of long windows; a pane holds < 2**31 events.
-        self.counts = np.zeros(nbins, dtype=np.int32)
+        self.counts: npt.NDArray[np.int32] | None = None
+        self.chunks: list[npt.NDArray[np.int32]] = []
+        self.nidx = 0
         self.sums = np.zeros(nsums, dtype=np.float64)
         self.oldest = math.inf
         self.newest = -math.inf
-        self.oldest = math.inf
-        self.newest = -math.inf
+
+    def add(self, flat: IntArray, nbins: int) -> None:
+        """Count one at each flat bin index (indices may repeat)."""
+        if self.counts is not None:
+            if flat.size * 8 < nbins:
+                np.add.at(self.counts, flat, 1)
+            else:
+                self.counts += np.bincount(flat, minlength=nbins).astype(np.int32)
+            return
+        self.chunks.append(flat.astype(np.int32))
+        self.nidx += flat.size
+        if self.nidx > nbins:  # denser than a count vector: switch
+            self.counts = np.bincount(np.concatenate(self.chunks), minlength=nbins).astype(np.int32)
+            self.chunks = []
+
+    def dense(self, nbins: int) -> IntArray:
+        if self.counts is not None:
+            return self.counts.astype(np.int64)
+        if not self.chunks:
+            return np.zeros(nbins, dtype=np.int64)
+        return np.bincount(np.concatenate(self.chunks), minlength=nbins)
+
+    def indices(self) -> npt.NDArray[np.int32]:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,9 +98,12 @@ class PaneWindow(ABC):
     def pane_count(self) -> int:
         return len(self._panes)
 
-    def _count(self, bins: IntArray) -> IntArray:
-        flat = bins[bins >= 0]
-        return np.bincount(flat, minlength=self.nbins)
+    def _add_flat(self, pane: Pane, flat: IntArray) -> None:
+        pane.add(flat, self.nbins)
+        if flat.size * 8 < self.nbins:
+            np.add.at(self.totals, flat, 1)
+        else:
+            self.totals += np.bincount(flat, minlength=self.nbins)
 
     def _add_to(
         self, pane: Pane, bins: IntArray, n: int, timestamps: npt.NDArray[np.float64]
@@ -79,15 +111,13 @@ class PaneWindow(ABC):
         if timestamps.size:
             pane.oldest = min(pane.oldest, float(timestamps.min()))
             pane.newest = max(pane.newest, float(timestamps.max()))
-        counts = self._count(bins)
-        pane.counts += counts.astype(np.int32)
+        self._add_flat(pane, bins[bins >= 0])
         pane.n += n
-        self.totals += counts
         self.events += n
 
     def _evict_oldest(self) -> None:
         pane = self._panes.popleft()
-        self.totals -= pane.counts
+        self.totals -= pane.dense(self.nbins)
         self.sum_totals -= pane.sums
         self.events -= pane.n
         self.evicted_events += pane.n
@@ -110,14 +140,7 @@ class PaneWindow(ABC):
         pane = self.find(key)
         if pane is None:
             return False
-        flat = bins[bins >= 0]
-        if flat.size * 8 < self.nbins:  # a few labels: touch only their cells
-            np.add.at(pane.counts, flat, 1)
-            np.add.at(self.totals, flat, 1)
-        else:
-            counts = np.bincount(flat, minlength=self.nbins)
-            pane.counts += counts.astype(np.int32)
-            self.totals += counts
+        self._add_flat(pane, bins[bins >= 0])
         if sums is not None:
             pane.sums += sums
             self.sum_totals += sums
@@ -137,17 +160,24 @@ class PaneWindow(ABC):
 
     # -- checkpoints ----------------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Everything needed to rebuild this window exactly: JSON-able meta and arrays."""
+        """Everything needed to rebuild this window exactly: JSON-able meta and arrays.
+
+        Dense panes are stored as rows of ``counts``; sparse ones as their indices,
+        concatenated in ``indices`` with ``index_offsets`` (dense panes: empty ranges)."""
         panes = list(self._panes)
+        dense = [p for p in panes if p.counts is not None]
+        sparse = [p.indices() if p.counts is None else np.zeros(0, np.int32) for p in panes]
+        offsets = np.concatenate([[0], np.cumsum([len(x) for x in sparse])]).astype(np.int64)
         arrays: dict[str, np.ndarray] = {
             "keys": np.array([p.key for p in panes], dtype=np.int64),
             "n": np.array([p.n for p in panes], dtype=np.int64),
-            "times": np.array([(p.oldest, p.newest) for p in panes], dtype=np.float64).reshape(
-                -1, 2
-            ),
-            "counts": np.stack([p.counts for p in panes])
-            if panes
+            "times": np.array([(p.oldest, p.newest) for p in panes], np.float64).reshape(-1, 2),
+            "is_dense": np.array([p.counts is not None for p in panes], dtype=np.bool_),
+            "counts": np.stack([p.counts for p in dense if p.counts is not None])
+            if dense
             else np.zeros((0, self.nbins), np.int32),
+            "indices": np.concatenate(sparse) if sparse else np.zeros(0, np.int32),
+            "index_offsets": offsets,
             "sums": np.stack([p.sums for p in panes]) if panes else np.zeros((0, self.nsums)),
             "totals": self.totals.copy(),
             "sum_totals": self.sum_totals.copy(),
@@ -156,17 +186,24 @@ class PaneWindow(ABC):
         return meta, arrays
 
     def restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        if arrays["counts"].shape[1:] != (self.nbins,) or arrays["sums"].shape[1:] != (self.nsums,):
+        if arrays["totals"].shape != (self.nbins,) or arrays["sums"].shape[1:] != (self.nsums,):
             raise ValueError(
-                f"window layout changed: {arrays['counts'].shape[1:]} bins in the checkpoint, "
+                f"window layout changed: {arrays['totals'].shape[0]} bins in the checkpoint, "
                 f"{self.nbins} now (features, reference or segments differ)"
             )
         self._panes.clear()
+        dense_rows = iter(arrays["counts"])
+        offsets = arrays["index_offsets"]
         for i, key in enumerate(arrays["keys"].tolist()):
             pane = Pane(int(key), self.nbins, self.nsums)
             pane.n = int(arrays["n"][i])
             pane.oldest, pane.newest = (float(x) for x in arrays["times"][i])
-            pane.counts = arrays["counts"][i].astype(np.int32)
+            if arrays["is_dense"][i]:
+                pane.counts = next(dense_rows).astype(np.int32)
+            else:
+                idx = arrays["indices"][offsets[i] : offsets[i + 1]].astype(np.int32)
+                pane.chunks = [idx] if idx.size else []
+                pane.nidx = int(idx.size)
             pane.sums = arrays["sums"][i].astype(np.float64)
             self._panes.append(pane)
         self.totals = arrays["totals"].astype(np.int64)
