@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         "--drift-after", type=float, default=20.0, help="seconds before the drift starts"
     )
     demo.add_argument("--rate", type=float, default=400.0, help="events per second")
+    prod = sub.add_parser(
+        "produce-demo", help="only the demo's producer: synthetic events that drift, to a broker"
+    )
+    prod.add_argument("--bootstrap", required=True, help="host:port of a Kafka broker")
+    prod.add_argument("--topic", default="predictions")
+    prod.add_argument("--rate", type=float, default=200.0, help="events per second")
+    prod.add_argument("--drift-after", type=float, default=300.0, help="seconds before the drift")
     rep = sub.add_parser("replay", help="the pipeline over a JSON-lines file of events")
     rep.add_argument("--config", required=True, type=Path)
     rep.add_argument("--input", required=True, type=Path)
@@ -145,6 +152,20 @@ def replay_cmd(config: Path, source: Path) -> int:
     return 0
 
 
+def produce_demo(bootstrap: str, topic: str, rate: float, drift_after: float) -> int:
+    import signal
+    import threading
+
+    from driftwatch.demo.runner import produce
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"producing {rate:g} events/s to {bootstrap} topic {topic}; drift after {drift_after:g}s")
+    produce(bootstrap, topic, rate, drift_after, stop)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -160,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args.config)
     if args.command == "replay":
         return replay_cmd(args.config, args.input)
+    if args.command == "produce-demo":
+        return produce_demo(args.bootstrap, args.topic, args.rate, args.drift_after)
     from driftwatch.demo.runner import demo
 
     return demo(args.duration, args.port, args.drift_after, args.rate)

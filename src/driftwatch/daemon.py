@@ -189,6 +189,7 @@ class Daemon:
             while not self.stop_event.is_set():
                 records = source.poll(0.5)
                 restored = self._rebalanced(source, partitions)
+                self.pipeline.telemetry.consumer_alive(time.time(), len(partitions.owned))
                 records = partitions.filter(records, restored)
                 if records:
                     self.pipeline.apply(records)

@@ -21,6 +21,8 @@ class TelemetrySnapshot:
     alert_active: dict[tuple[str, str], bool]
     webhook_pending: dict[str, int] = field(default_factory=dict)
     labels: dict[str, LabelTelemetry] = field(default_factory=dict)
+    last_poll: float | None = None
+    assigned_partitions: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,19 @@ class Telemetry:
         }
         self.webhook_pending: dict[str, int] = {}
         self.labels: dict[str, LabelTelemetry] = {}
+        self.last_poll: float | None = None
+        self.assigned_partitions = 0
 
     def count_events(self, model: str, n: int, late: int = 0) -> None:
         with self._lock:
             self.events_total[model] += n
             if late:
                 self.late_total[model] += late
+
+    def consumer_alive(self, now: float, partitions: int) -> None:
+        with self._lock:
+            self.last_poll = now
+            self.assigned_partitions = partitions
 
     def count_labels(self, model: str, n: int) -> None:
         with self._lock:
@@ -132,4 +141,6 @@ class Telemetry:
                 dict(self.alert_active),
                 dict(self.webhook_pending),
                 dict(self.labels),
+                self.last_poll,
+                self.assigned_partitions,
             )

@@ -226,7 +226,18 @@ class DriftwatchCollector(Collector):
         )
         for hook in self._webhooks:
             pending.add_metric([hook], s.webhook_pending.get(hook, 0))
-        yield from (events, labels, invalid, missing, late, deliveries, pending)
+        poll = GaugeMetricFamily(
+            "driftwatch_consumer_last_poll_timestamp_seconds",
+            "When the consumer last returned from a poll (stalls show as an old value)",
+        )
+        if s.last_poll is not None:
+            poll.add_metric([], s.last_poll)
+        assigned = GaugeMetricFamily(
+            "driftwatch_consumer_assigned_partitions",
+            "Prediction-topic partitions this replica owns",
+        )
+        assigned.add_metric([], s.assigned_partitions)
+        yield from (events, labels, invalid, missing, late, deliveries, pending, poll, assigned)
 
 
 class PrometheusExporter:
