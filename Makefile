@@ -19,8 +19,8 @@ test: $(BIN)/driftwatch lint      ## everything CI runs: lint, types, unit and i
 	$(BIN)/pytest -q
 
 lint: $(BIN)/driftwatch
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 
 unit: $(BIN)/driftwatch

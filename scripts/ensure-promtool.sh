@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The tests lint /metrics with promtool (Debian package "prometheus"). Install it when missing.
+# The tests lint /metrics with promtool and scrape the daemon with prometheus (both in the
+# Debian package "prometheus"). Install it when missing.
 set -euo pipefail
-command -v promtool >/dev/null 2>&1 && exit 0
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if command -v apt-get >/dev/null 2>&1; then

@@ -160,6 +160,8 @@ def build_pipeline(
     }
     decoder = Decoder(schemas, config.kafka.max_event_bytes)
     telemetry = Telemetry(list(monitors), RULES)
+    for name, monitor in monitors.items():
+        telemetry.restore_counts(name, 0, 0, 0, dict.fromkeys(monitor.spec.features, 0))
     return Pipeline(
         monitors,
         alerts,

@@ -106,7 +106,7 @@ class Partitions:
         key = checkpoint_key(self.prediction_topic, p)
         blob = self.store.load(key)
         models = self.models_of(p)
-        self.pipeline.reset(models)
+        self.pipeline.reset(models, owned=True)
         if blob is None:
             log.info("partition %d: no checkpoint; starting its %d model(s) empty", p, len(models))
             return False
@@ -138,7 +138,7 @@ class Partitions:
         numbers = {p for t, p in parts if t == self.prediction_topic} & self.owned
         for p in numbers:
             models = self.models_of(p)
-            self.pipeline.reset(models)
+            self.pipeline.reset(models, owned=False)
             assert self.pipeline.owned is not None
             self.pipeline.owned.difference_update(models)
             self.owned.discard(p)

@@ -229,13 +229,18 @@ class Pipeline:
                 )
         self._label_telemetry()
 
-    def reset(self, models: list[str]) -> None:
-        """Forget these models (their partition moved away)."""
+    def reset(self, models: list[str], owned: bool) -> None:
+        """Empty these models: before restoring them (``owned``: export them from zero), or
+        because their partition moved away (stop exporting them)."""
         with self._eval_lock, self._lock:
             for name in models:
                 self.monitors[name].reset()
                 self.alerts[name].reset()
         self.telemetry.forget(models)
+        if owned:
+            for name in models:
+                zeros = dict.fromkeys(self.monitors[name].spec.features, 0)
+                self.telemetry.restore_counts(name, 0, 0, 0, zeros)
 
     def status(self) -> dict[str, Any]:
         snap = self.telemetry.snapshot()
