@@ -27,6 +27,14 @@ FETCH = 2 * 1_048_576 + 65_536
 FAST = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
 
 
+def _join(consumer: KafkaConsumer) -> None:
+    """Join the group and rewind, outside the timed part."""
+    while not consumer.assignment():
+        consumer.poll(100, max_records=1)
+        if consumer.assignment():
+            consumer.seek_to_beginning()
+
+
 def _bare(bootstrap: str, topic: str, group: str, n: int) -> float:
     consumer = KafkaConsumer(
         topic,
@@ -38,10 +46,7 @@ def _bare(bootstrap: str, topic: str, group: str, n: int) -> float:
         max_partition_fetch_bytes=FETCH,
         **FAST,
     )
-    while not consumer.assignment():  # join the group outside the timed part
-        consumer.poll(100, max_records=1)
-        if consumer.assignment():
-            consumer.seek_to_beginning()
+    _join(consumer)
     seen = 0
     t = time.perf_counter()
     while seen < n:
@@ -56,11 +61,7 @@ def _bare(bootstrap: str, topic: str, group: str, n: int) -> float:
 
 def _daemon(bootstrap: str, topic: str, group: str, n: int, pipeline: Pipeline) -> float:
     source = KafkaSource([bootstrap], group, [topic], FAST)
-    consumer = source._consumer
-    while not consumer.assignment():
-        consumer.poll(100, max_records=1)
-        if consumer.assignment():
-            consumer.seek_to_beginning()
+    _join(source._consumer)
     seen = 0
     t = time.perf_counter()
     while seen < n:

@@ -108,7 +108,10 @@ class Partitions:
         models = self.models_of(p)
         self.pipeline.reset(models, owned=True)
         if blob is None:
-            log.info("partition %d: no checkpoint; starting its %d model(s) empty", p, len(models))
+            if models:
+                log.info(
+                    "partition %d: no checkpoint; starting its %d model(s) empty", p, len(models)
+                )
             return False
         started = time.perf_counter()
         cp = PartitionCheckpoint.decode(blob, key)

@@ -87,6 +87,11 @@ def _category(value: object, what: str) -> str:
     )
 
 
+def _target(value: object, task: str, what: str) -> float | str:
+    """A prediction or label: a number for regression, a category for classification."""
+    return _number(value, what) if task == "regression" else _category(value, what)
+
+
 def _ident(obj: Mapping[str, Any]) -> str:
     if "id" not in obj or obj["id"] is None:
         raise InvalidEvent("missing_field", "id")
@@ -168,11 +173,7 @@ class Decoder:
             segments[name] = None if v is None else _category(v, f"features.{name}")
         if "prediction" not in obj or obj["prediction"] is None:
             raise InvalidEvent("missing_field", "prediction")
-        pred: float | str
-        if schema.task == "regression":
-            pred = _number(obj["prediction"], "prediction")
-        else:
-            pred = _category(obj["prediction"], "prediction")
+        pred = _target(obj["prediction"], schema.task, "prediction")
         score_raw = obj.get("score")
         score = None if score_raw is None else _number(score_raw, "score")
         return Prediction(schema.name, ident, timestamp, values, pred, score, segments)
@@ -188,11 +189,7 @@ class Decoder:
         ident = _ident(obj)
         if "label" not in obj or obj["label"] is None:
             raise InvalidEvent("missing_field", "label")
-        value: float | str
-        if schema.task == "regression":
-            value = _number(obj["label"], "label")
-        else:
-            value = _category(obj["label"], "label")
+        value = _target(obj["label"], schema.task, "label")
         ts = obj.get("timestamp")
         timestamp = default_timestamp if ts is None else parse_timestamp(ts)
         return Label(schema.name, ident, value, timestamp)
