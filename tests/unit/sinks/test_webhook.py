@@ -141,6 +141,24 @@ def test_outbox_survives_reopening_and_ignores_duplicates(tmp_path):
     assert again.pending_counts() == {"retrain": 1}
 
 
+def config_with_webhook(tmp_path, name, hook):
+    return parse_config(
+        {
+            "kafka": {"bootstrap_servers": ["x:1"], "prediction_topic": "p"},
+            "webhooks": {name: hook},
+            "models": [
+                {
+                    "name": "m",
+                    "reference": "r.csv",
+                    "window": {"events": 5},
+                    "features": {"x": "numerical"},
+                }
+            ],
+        },
+        tmp_path,
+    )
+
+
 def test_generic_body_is_the_contract_body():
     assert shape("generic", BODY) is BODY
 
@@ -158,28 +176,16 @@ def test_slack_message_follows_block_kit_limits():
 
 def test_airflow_dag_run_body_url_auth_and_409(tmp_path):
     assert shape("airflow", BODY) == {"dag_run_id": "n-1", "conf": BODY}
-    cfg = parse_config(
-        {
-            "kafka": {"bootstrap_servers": ["x:1"], "prediction_topic": "p"},
-            "webhooks": {
-                "af": {
-                    "url": "http://127.0.0.1:1/",
-                    "format": "airflow",
-                    "dag_id": "retrain",
-                    "username_env": "AF_USER",
-                    "password_env": "AF_PASS",
-                }
-            },
-            "models": [
-                {
-                    "name": "m",
-                    "reference": "r.csv",
-                    "window": {"events": 5},
-                    "features": {"x": "numerical"},
-                }
-            ],
-        },
+    cfg = config_with_webhook(
         tmp_path,
+        "af",
+        {
+            "url": "http://127.0.0.1:1/",
+            "format": "airflow",
+            "dag_id": "retrain",
+            "username_env": "AF_USER",
+            "password_env": "AF_PASS",
+        },
     )
     target = webhook_targets(cfg, {"AF_USER": "bot", "AF_PASS": "pw"})["af"]
     assert target.url == "http://127.0.0.1:1/api/v1/dags/retrain/dagRuns"
@@ -206,27 +212,15 @@ def test_github_repository_dispatch_shape_url_and_token(tmp_path):
     assert set(out) == {"event_type", "client_payload"}
     assert len(out["client_payload"]) <= 10
     assert out["client_payload"]["drifted_features"] == BODY["drifted_features"]
-    cfg = parse_config(
-        {
-            "kafka": {"bootstrap_servers": ["x:1"], "prediction_topic": "p"},
-            "webhooks": {
-                "gh": {
-                    "url": "https://api.github.com",
-                    "format": "github",
-                    "repository": "acme/models",
-                    "token_env": "GH_TOKEN",
-                }
-            },
-            "models": [
-                {
-                    "name": "m",
-                    "reference": "r.csv",
-                    "window": {"events": 5},
-                    "features": {"x": "numerical"},
-                }
-            ],
-        },
+    cfg = config_with_webhook(
         tmp_path,
+        "gh",
+        {
+            "url": "https://api.github.com",
+            "format": "github",
+            "repository": "acme/models",
+            "token_env": "GH_TOKEN",
+        },
     )
     target = webhook_targets(cfg, {"GH_TOKEN": "ghp_secret"})["gh"]
     assert target.url == "https://api.github.com/repos/acme/models/dispatches"
