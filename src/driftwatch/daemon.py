@@ -8,10 +8,11 @@ The commit order, once:
    written to the SQLite outbox (fsynced) before anything else happens to it.
 3. Every ``state.checkpoint_interval_seconds``, and at shutdown, the poll loop
    a. flushes the dead-letter producer,
-   b. writes each owned partition's checkpoint — windows, label joins, alert states
-      and the next offsets they reflect — durably (file: temp + fsync + rename;
-      kafka: acknowledged by the state topic),
-   c. and only then commits those offsets to the consumer group.
+   b. copies the state of each owned partition that changed — windows, label joins,
+      alert states — with the next offsets it reflects (between two applies),
+   c. hands the copy to the checkpoint thread, which encodes and writes it durably
+      (file: temp + fsync + rename; kafka: acknowledged by the state topic),
+   d. and, once that thread reports it durable, commits those offsets to the group.
 4. On assignment a partition's checkpoint is restored and the consumer seeks to its
    offsets, so the records after it are applied exactly once on top of it; a crash
    anywhere in 1-3 just means restarting from the previous checkpoint.
@@ -24,6 +25,7 @@ The commit order, once:
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -36,7 +38,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from driftwatch.app import build_pipeline, webhook_targets
 from driftwatch.config import Config
 from driftwatch.errors import ConfigError
-from driftwatch.partitions import Partitions
+from driftwatch.partitions import CheckpointJob, Partitions
 from driftwatch.sinks.http import HttpEndpoints
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.prometheus import PrometheusExporter
@@ -53,6 +55,41 @@ log = logging.getLogger(__name__)
 
 #: How long delivered notification ids are remembered (so a re-derived one is not resent).
 DELIVERED_RETENTION_SECONDS = 7 * 86_400
+
+
+class CheckpointWriter:
+    """Encodes and writes captured checkpoints on its own thread, one job at a time, so a
+    large state does not stall consumption; the poll thread commits what it reports."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._done: queue.SimpleQueue[dict[tuple[str, int], int] | None] = queue.SimpleQueue()
+
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, job: CheckpointJob) -> None:
+        def run() -> None:
+            try:
+                self._done.put(job.write())
+            except Exception:  # the offsets stay uncommitted; the next checkpoint retries
+                log.exception("checkpoint write failed")
+                self._done.put(None)
+
+        self._thread = threading.Thread(target=run, name="driftwatch-checkpoint", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def drain(self) -> list[dict[tuple[str, int], int] | None]:
+        out = []
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
 
 
 class Daemon:
@@ -77,6 +114,7 @@ class Daemon:
         self.joined = False
         self.partitions: Partitions | None = None
         self._closers: list[Callable[[], None]] = []
+        self.writer = CheckpointWriter()
 
     # -- endpoints --------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -194,8 +232,10 @@ class Daemon:
                 if records:
                     self.pipeline.apply(records)
                     partitions.advance(records)
-                if time.monotonic() - last_checkpoint >= cfg.state.checkpoint_interval_seconds:
-                    self._checkpoint(source, partitions)
+                self._commit_written(source, partitions)
+                due = time.monotonic() - last_checkpoint >= cfg.state.checkpoint_interval_seconds
+                if due and not self.writer.busy():
+                    self.writer.start(self._capture(partitions))
                     last_checkpoint = time.monotonic()
             clean = True
         finally:
@@ -203,7 +243,7 @@ class Daemon:
             scheduler.shutdown(wait=True)
             self.evaluate()
             if clean:
-                self._checkpoint(source, partitions)
+                self._final_checkpoint(source, partitions)
             source.close()
             if self.dead_letters is not None:
                 self.dead_letters.close()
@@ -230,10 +270,23 @@ class Daemon:
                 partitions.revoked(parts)
         return restored
 
-    def _checkpoint(self, source: KafkaSource, partitions: Partitions) -> None:
+    def _capture(self, partitions: Partitions) -> CheckpointJob:
         if self.dead_letters is not None:
-            self.dead_letters.flush()
-        offsets = partitions.checkpoint(self.assignment)
+            self.dead_letters.flush()  # dead letters of the applied records are durable first
+        return partitions.capture(self.assignment)
+
+    def _commit_written(self, source: KafkaSource, partitions: Partitions) -> None:
+        """Commit the offsets of checkpoints the writer has made durable (poll thread)."""
+        for offsets in self.writer.drain():
+            if offsets is None:
+                partitions.forget_saved()
+            else:
+                source.commit({tp: o for tp, o in offsets.items() if tp in self.assignment})
+
+    def _final_checkpoint(self, source: KafkaSource, partitions: Partitions) -> None:
+        self.writer.join()
+        self._commit_written(source, partitions)
+        offsets = self._capture(partitions).write()
         source.commit({tp: o for tp, o in offsets.items() if tp in self.assignment})
 
     def install_signal_handlers(self) -> None:

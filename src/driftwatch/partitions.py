@@ -46,10 +46,8 @@ class Partitions:
         self.restoring = False
         self.assignment: set[TP] = set()
         self.positions: dict[TP, int] = {}  # next offset to consume, per topic-partition
-        self.last_checkpoint_seconds = 0.0
         #: per partition: the offsets and alert states of its last checkpoint
         self._saved: dict[int, tuple[dict[str, int], dict[str, Any]]] = {}
-        self.last_checkpoint_bytes = 0
         pipeline.owned = set()
 
     def models_of(self, partition: int) -> list[str]:
@@ -157,11 +155,12 @@ class Partitions:
         for r in records:
             self.positions[(r.topic, r.partition)] = r.offset + 1
 
-    def checkpoint(self, assignment: set[TP]) -> dict[TP, int]:
-        """Write every owned partition's checkpoint; return the offsets now safe to commit."""
+    def capture(self, assignment: set[TP]) -> CheckpointJob:
+        """On the poll thread, between two applies: copy the state of every owned partition
+        that changed since its last checkpoint, with the offsets it reflects (fast: no
+        encoding). :meth:`CheckpointJob.write` then makes it durable, on any thread."""
         started = time.perf_counter()
-        size = 0
-        safe: dict[TP, int] = {}
+        job = CheckpointJob(self.store, self.prediction_topic)
         for p in sorted(self.owned):
             offsets = {}
             for topic in self.topics:
@@ -171,17 +170,49 @@ class Partitions:
                 if tp not in self.positions:
                     self.positions[tp] = self.source.position(topic, p)
                 offsets[topic] = self.positions[tp]
-            safe.update({(t, p): o for t, o in offsets.items()})
+            job.safe.update({(t, p): o for t, o in offsets.items()})
             models = self.models_of(p)
             alerts_now = self.pipeline.alert_states(models)
             if self._saved.get(p) == (offsets, alerts_now):
-                continue  # nothing applied or fired since its last checkpoint
+                continue  # nothing applied or fired since its last checkpoint: already durable
             states, alerts = self.pipeline.capture(models)
-            cp = PartitionCheckpoint(self.prediction_topic, p, offsets, states, alerts)
-            blob = cp.encode()
-            self.store.save(checkpoint_key(self.prediction_topic, p), blob)
+            job.partitions.append(
+                PartitionCheckpoint(self.prediction_topic, p, offsets, states, alerts)
+            )
             self._saved[p] = (offsets, alerts)
+        job.capture_seconds = time.perf_counter() - started
+        return job
+
+    def forget_saved(self) -> None:
+        """A checkpoint write failed: write every partition in full next time."""
+        self._saved.clear()
+
+
+class CheckpointJob:
+    """Checkpoints captured on the poll thread, to encode and write on another."""
+
+    def __init__(self, store: CheckpointStore, topic: str) -> None:
+        self.store = store
+        self.topic = topic
+        self.partitions: list[PartitionCheckpoint] = []
+        #: offsets that are durable once :meth:`write` returns
+        self.safe: dict[TP, int] = {}
+        self.capture_seconds = 0.0
+
+    def write(self) -> dict[TP, int]:
+        """Encode and store every captured partition; returns the offsets safe to commit."""
+        started = time.perf_counter()
+        size = 0
+        for cp in self.partitions:
+            blob = cp.encode()
+            self.store.save(checkpoint_key(self.topic, cp.partition), blob)
             size += len(blob)
-        self.last_checkpoint_seconds = time.perf_counter() - started
-        self.last_checkpoint_bytes = size
-        return safe
+        if self.partitions:
+            log.info(
+                "checkpointed %d partition(s), %.1f MB: captured in %.2fs, written in %.2fs",
+                len(self.partitions),
+                size / 2**20,
+                self.capture_seconds,
+                time.perf_counter() - started,
+            )
+        return self.safe

@@ -220,11 +220,15 @@ class ModelMonitor:
             "window_kind": type(self.window).__name__,
             "nbins": self.window.nbins,
             "join": self.join.state(),
-            "label_stats": {"joined": ls.joined, "buckets": ls.delay_buckets, "sum": ls.delay_sum},
+            "label_stats": {
+                "joined": ls.joined,
+                "buckets": list(ls.delay_buckets),
+                "sum": ls.delay_sum,
+            },
             "events_total": self.events_total,
             "labels_total": self.labels_total,
             "late_events": self.late_events,
-            "missing": self.missing,
+            "missing": dict(self.missing),
         }
         return meta, arrays
 
