@@ -160,9 +160,7 @@ def build_pipeline(
     }
     decoder = Decoder(schemas, config.kafka.max_event_bytes)
     telemetry = Telemetry(list(monitors), RULES)
-    for name, monitor in monitors.items():
-        telemetry.restore_counts(name, 0, 0, 0, dict.fromkeys(monitor.spec.features, 0))
-    return Pipeline(
+    pipeline = Pipeline(
         monitors,
         alerts,
         decoder,
@@ -172,3 +170,5 @@ def build_pipeline(
         on_notify,
         config.kafka.label_topic,
     )
+    pipeline.export_from_zero(list(monitors))
+    return pipeline

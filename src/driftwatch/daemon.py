@@ -43,6 +43,7 @@ from driftwatch.sinks.http import HttpEndpoints
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.prometheus import PrometheusExporter
 from driftwatch.sinks.webhook import WebhookSender
+from driftwatch.sources.base import drain
 from driftwatch.sources.kafka import (
     KafkaDeadLetters,
     KafkaSource,
@@ -84,12 +85,7 @@ class CheckpointWriter:
             self._thread.join()
 
     def drain(self) -> list[dict[tuple[str, int], int] | None]:
-        out = []
-        while True:
-            try:
-                out.append(self._done.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._done)
 
 
 class Daemon:
@@ -208,7 +204,12 @@ class Daemon:
             cfg.kafka.max_event_bytes,
         )
         self.partitions = partitions = Partitions(
-            self.pipeline, source, self._store(), cfg.kafka.prediction_topic, cfg.kafka.label_topic
+            self.pipeline,
+            source,
+            self._store(),
+            cfg.kafka.prediction_topic,
+            cfg.kafka.label_topic,
+            self.assignment,
         )
         scheduler = BackgroundScheduler(daemon=True)
         scheduler.add_job(
@@ -260,7 +261,7 @@ class Daemon:
             log.info("partitions %s: %s", kind, sorted(f"{t}/{p}" for t, p in parts))
             if kind == "assigned":
                 self.assignment |= parts
-                restored |= partitions.assigned(parts, self.assignment)
+                restored |= partitions.assigned(parts)
                 if not self.joined:
                     self.joined = True
                     if self.on_ready is not None:
@@ -273,7 +274,7 @@ class Daemon:
     def _capture(self, partitions: Partitions) -> CheckpointJob:
         if self.dead_letters is not None:
             self.dead_letters.flush()  # dead letters of the applied records are durable first
-        return partitions.capture(self.assignment)
+        return partitions.capture()
 
     def _commit_written(self, source: KafkaSource, partitions: Partitions) -> None:
         """Commit the offsets of checkpoints the writer has made durable (poll thread)."""
@@ -281,12 +282,15 @@ class Daemon:
             if offsets is None:
                 partitions.forget_saved()
             else:
-                source.commit({tp: o for tp, o in offsets.items() if tp in self.assignment})
+                self._commit(source, offsets)
 
     def _final_checkpoint(self, source: KafkaSource, partitions: Partitions) -> None:
         self.writer.join()
         self._commit_written(source, partitions)
-        offsets = self._capture(partitions).write()
+        self._commit(source, self._capture(partitions).write())
+
+    def _commit(self, source: KafkaSource, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit durable checkpoint offsets of the partitions still assigned."""
         source.commit({tp: o for tp, o in offsets.items() if tp in self.assignment})
 
     def install_signal_handlers(self) -> None:

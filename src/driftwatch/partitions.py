@@ -35,6 +35,7 @@ class Partitions:
         store: CheckpointStore,
         prediction_topic: str,
         label_topic: str | None,
+        assignment: set[TP],
     ) -> None:
         self.pipeline = pipeline
         self.source = source
@@ -44,7 +45,8 @@ class Partitions:
         self.owned: set[int] = set()
         self.count: int | None = None  # partitions of the prediction topic
         self.restoring = False
-        self.assignment: set[TP] = set()
+        #: the consumer's current assignment: the daemon's set, updated in place
+        self.assignment = assignment
         self.positions: dict[TP, int] = {}  # next offset to consume, per topic-partition
         #: per partition: the offsets and alert states of its last checkpoint
         self._saved: dict[int, tuple[dict[str, int], dict[str, Any]]] = {}
@@ -75,11 +77,10 @@ class Partitions:
             return count
         return self.count
 
-    def assigned(self, parts: frozenset[TP], assignment: set[TP]) -> set[int]:
+    def assigned(self, parts: frozenset[TP]) -> set[int]:
         """Take over partitions: restore each one's checkpoint and seek to its offsets.
         Returns the partitions restored from a checkpoint (their records in the current
         batch predate the seek and must be dropped)."""
-        self.assignment = assignment
         numbers = {p for t, p in parts if t == self.prediction_topic} - self.owned
         if not numbers:
             return set()
@@ -155,7 +156,7 @@ class Partitions:
         for r in records:
             self.positions[(r.topic, r.partition)] = r.offset + 1
 
-    def capture(self, assignment: set[TP]) -> CheckpointJob:
+    def capture(self) -> CheckpointJob:
         """On the poll thread, between two applies: copy the state of every owned partition
         that changed since its last checkpoint, with the offsets it reflects (fast: no
         encoding). :meth:`CheckpointJob.write` then makes it durable, on any thread."""
@@ -165,7 +166,7 @@ class Partitions:
             offsets = {}
             for topic in self.topics:
                 tp = (topic, p)
-                if tp not in assignment:
+                if tp not in self.assignment:
                     continue
                 if tp not in self.positions:
                     self.positions[tp] = self.source.position(topic, p)

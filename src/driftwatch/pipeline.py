@@ -238,9 +238,13 @@ class Pipeline:
                 self.alerts[name].reset()
         self.telemetry.forget(models)
         if owned:
-            for name in models:
-                zeros = dict.fromkeys(self.monitors[name].spec.features, 0)
-                self.telemetry.restore_counts(name, 0, 0, 0, zeros)
+            self.export_from_zero(models)
+
+    def export_from_zero(self, models: list[str]) -> None:
+        """Export these models' counters (every feature's too) at zero until events come."""
+        for name in models:
+            zeros = dict.fromkeys(self.monitors[name].spec.features, 0)
+            self.telemetry.restore_counts(name, 0, 0, 0, zeros)
 
     def status(self) -> dict[str, Any]:
         snap = self.telemetry.snapshot()

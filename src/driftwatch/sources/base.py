@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+def drain(q: queue.SimpleQueue[T]) -> list[T]:
+    """Everything a queue holds now, oldest first, without waiting."""
+    out: list[T] = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
-from driftwatch.sources.base import Record
+from driftwatch.sources.base import Record, drain
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +127,7 @@ class KafkaSource:
 
     def rebalances(self) -> list[tuple[str, frozenset[TP]]]:
         """Assignment changes since the last call, oldest first."""
-        out = []
-        while True:
-            try:
-                out.append(self._changes.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._changes)
 
     def commit(self, offsets: Mapping[TP, int]) -> bool:
         """Commit ``next offset`` per partition; False (logged) if a rebalance got in the way."""
