@@ -11,20 +11,51 @@ def category_key(value: object) -> str:
     """The canonical string of a category, so ``1``, ``1.0`` and ``"1"`` are one category.
 
     Booleans become ``"true"``/``"false"``; integral floats lose their ``.0``. Used for
-    event values and reference columns alike.
+    event values and reference columns alike. Total: integers of any size, non-finite
+    floats, numpy scalars and arrays, and objects whose ``str`` or ``item`` fail all get a
+    string; nothing raises.
     """
+    if type(value) is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
+        return _int_key(value)
     if isinstance(value, float):
         if math.isfinite(value) and value.is_integer():
-            return str(int(value))
-        return repr(value)
-    item = getattr(value, "item", None)  # numpy scalars
+            return _int_key(int(value))
+        return float.__repr__(value)  # not repr(): numpy 2 spells it "np.float64(0.5)"
+    if isinstance(value, str):  # a subclass (numpy.str_): its plain value
+        return str.__str__(value)
+    item = getattr(value, "item", None)  # numpy scalars and 0-d arrays
     if callable(item):
-        return category_key(item())
-    return str(value)
+        try:
+            inner = item()
+        except Exception:  # e.g. an array of several values
+            inner = None
+        if isinstance(inner, (str, bool, int, float)):
+            return category_key(inner)
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+#: Digits per chunk when an int is too long for ``str`` (Python's int_max_str_digits).
+_CHUNK = 10**1000
+
+
+def _int_key(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        pass
+    sign, rest = ("-", -value) if value < 0 else ("", value)
+    chunks: list[str] = []
+    while rest:
+        rest, low = divmod(rest, _CHUNK)
+        chunks.append(f"{low:01000d}")
+    return sign + "".join(reversed(chunks)).lstrip("0")
 
 
 def is_missing(value: object) -> bool:
