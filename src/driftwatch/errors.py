@@ -40,3 +40,11 @@ class CheckpointError(DriftwatchError):
 
     Move the state directory aside to start empty, or restore a backup.
     """
+
+
+class OutboxError(DriftwatchError):
+    """The webhook outbox (SQLite, ``state.path/outbox.sqlite3``) cannot be written or read.
+
+    Nothing was half-written: a failed write is rolled back whole. Check that ``state.path``
+    is writable, the disk is not full and no other process holds the database locked.
+    """
