@@ -32,6 +32,26 @@ class Record:
 
 
 class DeadLetters(Protocol):
+    """Where the pipeline copies invalid records (all it needs: ``send``).
+
+    ``send`` must never raise and never block the poll loop for long."""
+
     def send(self, record: Record, reason: str, detail: str) -> None: ...
 
-    def flush(self) -> None: ...
+
+class DurableDeadLetters(DeadLetters, Protocol):
+    """A dead-letter sink the daemon can make durable before it commits offsets.
+
+    ``flush(timeout)`` waits at most about ``timeout`` seconds and never raises; True iff
+    every dead letter handed to ``send`` so far (except those dropped and counted in
+    ``lost``) has been acknowledged. ``sent``/``failed``/``lost`` count acknowledged
+    letters, failures observed (each retry counts) and letters dropped for good.
+    ``close`` never raises and returns within about ten seconds."""
+
+    sent: int
+    failed: int
+    lost: int
+
+    def flush(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
