@@ -49,6 +49,7 @@ def _throughput(n: int) -> tuple[float, float]:
                     "bootstrap_servers": ["x:1"],
                     "prediction_topic": "p",
                     "label_topic": "l",
+                    "min_timestamp": 0,  # the generated times start at 1970 + 1000 s
                 },
                 "models": [
                     {

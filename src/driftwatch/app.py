@@ -22,7 +22,7 @@ from driftwatch.monitor.segments import Segment
 from driftwatch.monitor.telemetry import Telemetry
 from driftwatch.pipeline import ModelAlerts, Pipeline
 from driftwatch.sinks.outbox import Outbox
-from driftwatch.sinks.webhook import WebhookTarget
+from driftwatch.sinks.webhook import WebhookTarget, secret_problem, token_problem
 from driftwatch.sources.base import DeadLetters
 from driftwatch.sources.reference import load_reference
 from driftwatch.stats.performance import LOWER_IS_BETTER
@@ -103,10 +103,17 @@ def _performance_layout(
 def webhook_targets(
     config: Config, environ: dict[str, str] | None = None
 ) -> dict[str, WebhookTarget]:
-    """Resolve webhook secrets from the environment (never from the YAML)."""
+    """Resolve webhook secrets from the environment (never from the YAML) and check them:
+    a signing secret that cannot sign, or a token or user name that cannot be sent, is a
+    ConfigError naming the key (never echoing the value)."""
     env = os.environ if environ is None else environ
     targets: dict[str, WebhookTarget] = {}
     problems: list[str] = []
+    checks: dict[str, Callable[[str], str | None]] = {
+        "secret_env": secret_problem,
+        "token_env": token_problem,
+        "username_env": lambda v: "a basic-auth user name cannot contain ':'" if ":" in v else None,
+    }
 
     def from_env(name: str, key: str, var: str | None) -> str | None:
         if var is None:
@@ -114,6 +121,8 @@ def webhook_targets(
         value = env.get(var)
         if not value:
             problems.append(f"webhooks.{name}.{key}: environment variable {var} is not set")
+        elif key in checks and (problem := checks[key](value)) is not None:
+            problems.append(f"webhooks.{name}.{key}: environment variable {var}: {problem}")
         return value
 
     for name, hook in config.webhooks.items():
@@ -158,7 +167,13 @@ def build_pipeline(
         m.name: ModelSchema(m.name, m.task, dict(m.features), tuple(m.segments))
         for m in config.models
     }
-    decoder = Decoder(schemas, config.kafka.max_event_bytes)
+    decoder = Decoder(
+        schemas,
+        config.kafka.max_event_bytes,
+        max_id_length=config.kafka.max_id_length,
+        min_timestamp=config.kafka.min_timestamp,
+        max_future_seconds=config.kafka.max_future_seconds,
+    )
     telemetry = Telemetry(list(monitors), RULES)
     pipeline = Pipeline(
         monitors,

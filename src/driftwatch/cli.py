@@ -82,7 +82,7 @@ def _summary(cfg: Config) -> str:
 
 
 def check_config(path: Path) -> int:
-    from driftwatch.app import build_monitor
+    from driftwatch.app import build_monitor, webhook_targets
 
     try:
         cfg = load_config(path)
@@ -91,6 +91,7 @@ def check_config(path: Path) -> int:
         problems = check_client_options(cfg.kafka.client)
         if problems:
             raise ConfigError(problems)
+        webhook_targets(cfg)  # secrets, tokens: set and usable, as `run` requires
         for m in cfg.models:
             build_monitor(m)
     except ConfigError as exc:
@@ -116,6 +117,8 @@ def run(path: Path) -> int:
     daemon.install_signal_handlers()
     try:
         return daemon.run()
+    except ConfigError as exc:  # found only once the broker answers (e.g. partition counts)
+        return _config_errors(exc)
     except CheckpointError as exc:
         print(f"driftwatch: refusing to start from a bad checkpoint: {exc}", file=sys.stderr)
         print(

@@ -20,6 +20,8 @@ Task = Literal["classification", "regression"]
 WebhookFormat = Literal["generic", "slack", "airflow", "github"]
 PerformanceMetric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse"]
 
+#: Reference columns with a meaning of their own; no feature may take their name.
+RESERVED_COLUMNS = ("prediction", "label", "score")
 _CLASSIFICATION_METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SECRET_WORDS = ("password", "secret", "token", "sasl_oauth", "ssl_key")
@@ -38,6 +40,14 @@ class KafkaConfig(_Strict):
     client: dict[str, Any] = Field(default_factory=dict)
     #: Records larger than this are invalid (reason ``too_large``).
     max_event_bytes: int = Field(default=1_048_576, gt=0)
+    #: Longest event ``id``, in characters; longer ids are invalid (reason ``invalid_id``).
+    max_id_length: int = Field(default=256, gt=0)
+    #: Timestamps further ahead of the wall clock than this are invalid (reason
+    #: ``timestamp_out_of_range``): room for producers' clock skew, no more, so that one
+    #: far-future event cannot move an event-time window's clock.
+    max_future_seconds: float = Field(default=300.0, ge=0, allow_inf_nan=False)
+    #: Timestamps (epoch seconds) before this are invalid; default 2000-01-01T00:00:00Z.
+    min_timestamp: float = Field(default=946_684_800.0, allow_inf_nan=False)
     #: Records the consumer returns per poll.
     max_poll_records: int = Field(default=500, gt=0)
 
@@ -58,9 +68,9 @@ class StateConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    interval_seconds: float = Field(default=15.0, gt=0)
+    interval_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     #: A tick that starts later than this is skipped (the next one coalesces it).
-    misfire_grace_seconds: float = Field(default=30.0, gt=0)
+    misfire_grace_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
 
 
 class WebhookConfig(_Strict):
@@ -228,6 +238,13 @@ class Config(_Strict):
                 )
             if m.name in seen:
                 problems.append(f"models[{i}].name: duplicate model name {json.dumps(m.name)}")
+            for name in m.features:
+                if name in RESERVED_COLUMNS:
+                    problems.append(
+                        f"models[{i}].features.{name}: the name is reserved (a reference "
+                        f"column named {name!r} holds the model's {name}, not a feature); "
+                        "rename the feature in the events and the reference"
+                    )
             seen.add(m.name)
             for j, hook in enumerate(m.webhooks):
                 if hook not in self.webhooks:

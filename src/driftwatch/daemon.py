@@ -1,31 +1,26 @@
 """``driftwatch run``: the long-running daemon.
 
-The commit order, once:
+It wires the parts together and runs the poll loop; each guarantee has one owner:
 
-1. The poll loop applies a batch of records to the windows (invalid ones are
-   counted and handed to the dead-letter producer).
-2. Evaluations run on the scheduler thread over window snapshots; a rule edge is
-   written to the SQLite outbox (fsynced) before anything else happens to it.
-3. Every ``state.checkpoint_interval_seconds``, and at shutdown, the poll loop
-   a. flushes the dead-letter producer,
-   b. copies the state of each owned partition that changed — windows, label joins,
-      alert states — with the next offsets it reflects (between two applies),
-   c. hands the copy to the checkpoint thread, which encodes and writes it durably
-      (file: temp + fsync + rename; kafka: acknowledged by the state topic),
-   d. and, once that thread reports it durable, commits those offsets to the group.
-4. On assignment a partition's checkpoint is restored and the consumer seeks to its
-   offsets, so the records after it are applied exactly once on top of it; a crash
-   anywhere in 1-3 just means restarting from the previous checkpoint.
-5. The webhook sender drains the outbox on its own thread. A notification's id is
-   derived from its model, rule and firing number, so a firing re-derived after a
-   restore is the same notification and the outbox (which keeps delivered ids for a
-   week) sends it once.
+* :class:`~driftwatch.checkpointer.Checkpointer` — the commit protocol (state durable
+  before its offsets are committed; dead letters acknowledged before that), written
+  down once in its module docstring;
+* :class:`~driftwatch.partitions.Partitions` — which partitions this replica owns:
+  restore and seek on assignment, forget on revocation, the state lineage;
+* :class:`~driftwatch.pipeline.Pipeline` — records in (never raising because of one),
+  evaluations and alert edges out, the policy advancing only with its outbox rows;
+* :class:`~driftwatch.sinks.webhook.WebhookSender` — delivery from the outbox, on its
+  own thread, never blocking consumption.
+
+The poll loop also watches the broker: while the consumer has not heard from it for
+longer than the session timeout, ``/readyz`` answers 503 saying so and
+``driftwatch_kafka_broker_up`` is 0; consumption resumes by itself when it is back.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import math
 import signal
 import threading
 import time
@@ -36,14 +31,16 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from driftwatch.app import build_pipeline, webhook_targets
+from driftwatch.checkpointer import Checkpointer
 from driftwatch.config import Config
-from driftwatch.errors import ConfigError
-from driftwatch.partitions import CheckpointJob, Partitions
+from driftwatch.errors import ConfigError, OutboxError
+from driftwatch.monitor.telemetry import TelemetrySnapshot
+from driftwatch.partitions import Partitions
 from driftwatch.sinks.http import HttpEndpoints
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.prometheus import PrometheusExporter
 from driftwatch.sinks.webhook import WebhookSender
-from driftwatch.sources.base import drain
+from driftwatch.sources.base import Record
 from driftwatch.sources.kafka import (
     KafkaDeadLetters,
     KafkaSource,
@@ -58,34 +55,9 @@ log = logging.getLogger(__name__)
 DELIVERED_RETENTION_SECONDS = 7 * 86_400
 
 
-class CheckpointWriter:
-    """Encodes and writes captured checkpoints on its own thread, one job at a time, so a
-    large state does not stall consumption; the poll thread commits what it reports."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._done: queue.SimpleQueue[dict[tuple[str, int], int] | None] = queue.SimpleQueue()
-
-    def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self, job: CheckpointJob) -> None:
-        def run() -> None:
-            try:
-                self._done.put(job.write())
-            except Exception:  # the offsets stay uncommitted; the next checkpoint retries
-                log.exception("checkpoint write failed")
-                self._done.put(None)
-
-        self._thread = threading.Thread(target=run, name="driftwatch-checkpoint", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-
-    def drain(self) -> list[dict[tuple[str, int], int] | None]:
-        return drain(self._done)
+def misfire_grace(seconds: float) -> int:
+    """APScheduler 3 wants a positive whole number of seconds: round up, at least 1."""
+    return max(1, math.ceil(seconds))
 
 
 class Daemon:
@@ -102,30 +74,75 @@ class Daemon:
         self.dead_letters: KafkaDeadLetters | None = None
         self.sender: WebhookSender | None = None
         self.pipeline = build_pipeline(config, self.outbox, None, self._wake_sender)
-        self.exporter = PrometheusExporter(self.pipeline.telemetry.snapshot, list(self.targets))
+        self.exporter = PrometheusExporter(self._telemetry_snapshot, list(self.targets))
         self.http = HttpEndpoints(
             config.http.host, config.http.port, self.exporter.render, self.readiness, self.status
         )
+        #: the consumer's assignment (poll thread only; shared with Partitions) ...
         self.assignment: set[tuple[str, int]] = set()
+        #: ... and an immutable copy, replaced whole, for the HTTP threads
+        self.assignment_view: tuple[str, ...] = ()
         self.joined = False
         self.partitions: Partitions | None = None
+        self.source: KafkaSource | None = None
+        self.checkpointer: Checkpointer | None = None
         self._closers: list[Callable[[], None]] = []
-        self.writer = CheckpointWriter()
+        self.broker_down_since: float | None = None
+        self._broker_lock = threading.Lock()
 
     # -- endpoints --------------------------------------------------------------------------
+    def _telemetry_snapshot(self) -> TelemetrySnapshot:
+        self._watch_broker()
+        return self.pipeline.telemetry.snapshot()
+
     def readiness(self) -> tuple[bool, str]:
+        self._watch_broker()
+        down = self.broker_down_since
+        if down is not None:
+            return False, (
+                f"not ready: no contact with the Kafka broker for {time.monotonic() - down:.0f}s"
+                " (consumption resumes by itself when it is back)"
+            )
         if not self.joined:
             return False, "not ready: waiting for the consumer group assignment"
         if self.partitions is not None and self.partitions.restoring:
             return False, "not ready: restoring partition state"
-        return True, f"ready: {len(self.assignment)} partition(s) assigned"
+        return True, f"ready: {len(self.assignment_view)} partition(s) assigned"
+
+    def _watch_broker(self) -> None:
+        """Broker contact, for /readyz and driftwatch_kafka_broker_up: checked on each poll
+        turn and on each /readyz, /status and /metrics request (any thread), so it tells
+        the truth even while the poll loop is blocked in a call to the broker."""
+        source = self.source
+        if source is None:
+            return
+        age = source.broker_contact_age()
+        up = age is None or age <= max(source.session_timeout_seconds, 5.0)
+        with self._broker_lock:
+            if not up and self.broker_down_since is None:
+                self.broker_down_since = time.monotonic() - (age or 0.0)
+                log.warning("no contact with the Kafka broker for %.0fs; waiting for it", age)
+            elif up and self.broker_down_since is not None:
+                log.warning(
+                    "Kafka broker reachable again after %.0fs; resuming",
+                    time.monotonic() - self.broker_down_since,
+                )
+                self.broker_down_since = None
+            self.pipeline.telemetry.set_broker(up, age)
+
+    def _watch_dead_letters(self) -> None:
+        if self.dead_letters is not None:
+            dl = self.dead_letters
+            self.pipeline.telemetry.set_dead_letters(
+                {"sent": dl.sent, "failed": dl.failed, "lost": dl.lost}
+            )
 
     def status(self) -> dict[str, Any]:
         out = self.pipeline.status()
         ready, why = self.readiness()
         out["ready"] = ready
         out["readiness"] = why
-        out["assignment"] = sorted(f"{t}/{p}" for t, p in self.assignment)
+        out["assignment"] = list(self.assignment_view)
         items = self.outbox.listing(limit=100)
         out["webhooks"] = {
             "pending": [self._outbox_item(i) for i in items if i.status == "pending"],
@@ -153,12 +170,18 @@ class Daemon:
             log.exception("evaluation failed")
         finally:
             self.exporter.observe_evaluation(time.perf_counter() - started)
-            self.pipeline.telemetry.set_pending(self.outbox.pending_counts())
+            self._refresh_pending()
 
     def _delivered(self, webhook: str, outcome: str, seconds: float) -> None:
         self.pipeline.telemetry.count_delivery(webhook, outcome)
         self.exporter.observe_delivery(webhook, seconds)
-        self.pipeline.telemetry.set_pending(self.outbox.pending_counts())
+        self._refresh_pending()
+
+    def _refresh_pending(self) -> None:
+        try:
+            self.pipeline.telemetry.set_pending(self.outbox.pending_counts())
+        except OutboxError as exc:  # the gauge keeps its last value; the outbox logs its own
+            log.debug("outbox unreadable for the pending gauge: %s", exc)
 
     def _wake_sender(self) -> None:
         if self.sender is not None:
@@ -191,8 +214,8 @@ class Daemon:
                 cfg.kafka.client,
                 cfg.kafka.max_event_bytes,
             )
-            self.pipeline.dead_letters = self.dead_letters
-        source = KafkaSource(
+            self.pipeline.attach_dead_letters(self.dead_letters)
+        self.source = source = KafkaSource(
             cfg.kafka.bootstrap_servers,
             cfg.kafka.group_id,
             [
@@ -211,6 +234,9 @@ class Daemon:
             cfg.kafka.label_topic,
             self.assignment,
         )
+        self.checkpointer = checkpointer = Checkpointer(
+            partitions, source, cfg.state.checkpoint_interval_seconds, self.dead_letters
+        )
         scheduler = BackgroundScheduler(daemon=True)
         scheduler.add_job(
             self.evaluate,
@@ -219,79 +245,62 @@ class Daemon:
             id="evaluate",
             coalesce=True,
             max_instances=1,
-            misfire_grace_time=int(cfg.evaluation.misfire_grace_seconds),
+            misfire_grace_time=misfire_grace(cfg.evaluation.misfire_grace_seconds),
         )
         scheduler.start()
-        last_checkpoint = time.monotonic()
         clean = False
         try:
             while not self.stop_event.is_set():
                 records = source.poll(0.5)
-                restored = self._rebalanced(source, partitions)
+                restored = self._rebalanced(source, partitions, records)
                 self.pipeline.telemetry.consumer_alive(time.time(), len(partitions.owned))
+                self._watch_broker()
+                self._watch_dead_letters()
                 records = partitions.filter(records, restored)
                 if records:
                     self.pipeline.apply(records)
                     partitions.advance(records)
-                self._commit_written(source, partitions)
-                due = time.monotonic() - last_checkpoint >= cfg.state.checkpoint_interval_seconds
-                if due and not self.writer.busy():
-                    self.writer.start(self._capture(partitions))
-                    last_checkpoint = time.monotonic()
+                checkpointer.commit_durable()
+                checkpointer.tick()
             clean = True
         finally:
             log.info("shutting down: final evaluation, checkpoint and offset commit")
             scheduler.shutdown(wait=True)
             self.evaluate()
-            if clean:
-                self._final_checkpoint(source, partitions)
-            source.close()
-            if self.dead_letters is not None:
-                self.dead_letters.close()
-            for close in self._closers:
-                close()
-            self.sender.stop()
-            self.http.stop()
-            self.outbox.close()
+            try:
+                if clean:
+                    checkpointer.final()
+            finally:
+                source.close()
+                if self.dead_letters is not None:
+                    self.dead_letters.close()
+                for close in self._closers:
+                    close()
+                self.sender.stop()
+                self.http.stop()
+                self.outbox.close()
         return 0
 
-    def _rebalanced(self, source: KafkaSource, partitions: Partitions) -> set[int]:
+    def _rebalanced(
+        self, source: KafkaSource, partitions: Partitions, batch: list[Record]
+    ) -> set[int]:
         restored: set[int] = set()
         for kind, parts in source.rebalances():
             log.info("partitions %s: %s", kind, sorted(f"{t}/{p}" for t, p in parts))
             if kind == "assigned":
                 self.assignment |= parts
-                restored |= partitions.assigned(parts)
+                restored |= partitions.assigned(parts, batch)
                 if not self.joined:
                     self.joined = True
                     if self.on_ready is not None:
                         self.on_ready(self)
             else:
+                if self.checkpointer is not None:
+                    self.checkpointer.wait()
                 self.assignment -= parts
                 partitions.revoked(parts)
+            self.assignment_view = tuple(sorted(f"{t}/{p}" for t, p in self.assignment))
         return restored
-
-    def _capture(self, partitions: Partitions) -> CheckpointJob:
-        if self.dead_letters is not None:
-            self.dead_letters.flush()  # dead letters of the applied records are durable first
-        return partitions.capture()
-
-    def _commit_written(self, source: KafkaSource, partitions: Partitions) -> None:
-        """Commit the offsets of checkpoints the writer has made durable (poll thread)."""
-        for offsets in self.writer.drain():
-            if offsets is None:
-                partitions.forget_saved()
-            else:
-                self._commit(source, offsets)
-
-    def _final_checkpoint(self, source: KafkaSource, partitions: Partitions) -> None:
-        self.writer.join()
-        self._commit_written(source, partitions)
-        self._commit(source, self._capture(partitions).write())
-
-    def _commit(self, source: KafkaSource, offsets: dict[tuple[str, int], int]) -> None:
-        """Commit durable checkpoint offsets of the partitions still assigned."""
-        source.commit({tp: o for tp, o in offsets.items() if tp in self.assignment})
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:

@@ -8,17 +8,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from driftwatch.errors import CheckpointError
+from driftwatch.errors import CheckpointError, ConfigError
 from driftwatch.pipeline import Pipeline
 from driftwatch.sources.base import Record
-from driftwatch.sources.kafka import KafkaSource, partition_of
+from driftwatch.sources.kafka import partition_of
 from driftwatch.state.checkpoint import CheckpointStore, PartitionCheckpoint, checkpoint_key
 
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
+
+
+class PartitionedSource(Protocol):
+    """What :class:`Partitions` needs of the consumer (the Kafka library is a detail)."""
+
+    def partitions(self, topic: str) -> int | None: ...
+
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
+
+    def position(self, topic: str, partition: int) -> int: ...
 
 
 class Partitions:
@@ -31,7 +41,7 @@ class Partitions:
     def __init__(
         self,
         pipeline: Pipeline,
-        source: KafkaSource,
+        source: PartitionedSource,
         store: CheckpointStore,
         prediction_topic: str,
         label_topic: str | None,
@@ -50,37 +60,46 @@ class Partitions:
         self.positions: dict[TP, int] = {}  # next offset to consume, per topic-partition
         #: per partition: the offsets and alert states of its last checkpoint
         self._saved: dict[int, tuple[dict[str, int], dict[str, Any]]] = {}
-        pipeline.owned = set()
+        pipeline.own(())
 
     def models_of(self, partition: int) -> list[str]:
         assert self.count is not None
         return [m for m in self.pipeline.monitors if partition_of(m, self.count) == partition]
 
     def _ensure_count(self) -> int:
+        """The prediction topic's partition count; the label topic must have as many
+        (co-partitioned), else :class:`ConfigError` (exit 2): a model's labels would
+        arrive on a partition another replica owns, and never join."""
         if self.count is None:
             counts = {t: self.source.partitions(t) for t in self.topics}
             count = counts[self.prediction_topic]
             if count is None:
                 raise CheckpointError(f"topic {self.prediction_topic} has no partitions yet")
-            self.count = count
             for topic, n in counts.items():
                 if n is not None and n != count:
-                    log.error(
-                        "topic %s has %d partitions but %s has %d: labels of a model must arrive"
-                        " on the same partition number as its predictions (co-partitioning)",
-                        topic,
-                        n,
-                        self.prediction_topic,
-                        count,
+                    raise ConfigError(
+                        [
+                            f"kafka.label_topic: topic {topic} has {n} partition(s) but "
+                            f"{self.prediction_topic} has {count}: labels of a model must "
+                            "arrive on the same partition number as its predictions "
+                            "(co-partitioned topics; create the label topic with "
+                            f"{count} partitions)"
+                        ]
                     )
-            self.pipeline.router = lambda model: partition_of(model, count)
+            self.count = count
+            self.pipeline.route(lambda model: partition_of(model, count))
             return count
         return self.count
 
-    def assigned(self, parts: frozenset[TP]) -> set[int]:
+    def assigned(self, parts: frozenset[TP], batch: Sequence[Record] = ()) -> set[int]:
         """Take over partitions: restore each one's checkpoint and seek to its offsets.
         Returns the partitions restored from a checkpoint (their records in the current
-        batch predate the seek and must be dropped)."""
+        ``batch`` predate the seek and must be dropped). A partition without one starts
+        empty, at the first record of ``batch`` it has (applied next), else at the
+        consumer's position."""
+        for r in reversed(batch):
+            if (r.topic, r.partition) in parts:
+                self.positions[(r.topic, r.partition)] = r.offset
         numbers = {p for t, p in parts if t == self.prediction_topic} - self.owned
         if not numbers:
             return set()
@@ -95,8 +114,7 @@ class Partitions:
                 if self._restore(p):
                     restored.add(p)
                 self.owned.add(p)
-                assert self.pipeline.owned is not None
-                self.pipeline.owned.update(self.models_of(p))
+                self.pipeline.own((self.pipeline.owned or frozenset()) | set(self.models_of(p)))
         finally:
             self.restoring = False
         return restored
@@ -105,13 +123,17 @@ class Partitions:
         key = checkpoint_key(self.prediction_topic, p)
         blob = self.store.load(key)
         models = self.models_of(p)
-        self.pipeline.reset(models, owned=True)
         if blob is None:
+            self.pipeline.reset(models, owned=True, lineage=True)
             if models:
                 log.info(
                     "partition %d: no checkpoint; starting its %d model(s) empty", p, len(models)
                 )
+                # The new notification lineage is durable before anything can fire in it,
+                # so a firing re-derived after a crash keeps its id.
+                self._initial_checkpoint(p)
             return False
+        self.pipeline.reset(models, owned=True)
         started = time.perf_counter()
         cp = PartitionCheckpoint.decode(blob, key)
         if cp.topic != self.prediction_topic or cp.partition != p:
@@ -122,10 +144,18 @@ class Partitions:
             self.pipeline.restore(cp.models, cp.alerts)
         except ValueError as exc:
             raise CheckpointError(f"{key}: {exc}") from None
-        for topic, offset in cp.offsets.items():
-            if topic in self.topics and (topic, p) in self.assignment:
+        for topic in self.topics:
+            tp = (topic, p)
+            if tp not in self.assignment:
+                continue
+            offset = cp.offsets.get(topic, self.positions.get(tp))
+            if offset is not None:  # a topic the checkpoint predates: from the batch's first
                 self.source.seek(topic, p, offset)
-                self.positions[(topic, p)] = offset
+                self.positions[tp] = offset
+        fresh = [m for m in models if m not in cp.alerts]
+        if fresh:  # models added to the config since: a new lineage, durable at once
+            self.pipeline.new_lineage(fresh)
+            self._initial_checkpoint(p)
         log.info(
             "partition %d: restored %d model(s) at offsets %s in %.3fs",
             p,
@@ -135,14 +165,34 @@ class Partitions:
         )
         return True
 
+    def _initial_checkpoint(self, p: int) -> None:
+        job = CheckpointJob(self.store, self.prediction_topic)
+        offsets = self._offsets(p)
+        models = self.models_of(p)
+        states, alerts = self.pipeline.capture(models)
+        cp = PartitionCheckpoint(self.prediction_topic, p, offsets, states, alerts)
+        job.partitions.append(cp)
+        job.write()
+        self._saved[p] = (offsets, alerts)
+
+    def _offsets(self, p: int) -> dict[str, int]:
+        offsets = {}
+        for topic in self.topics:
+            tp = (topic, p)
+            if tp not in self.assignment:
+                continue
+            if tp not in self.positions:
+                self.positions[tp] = self.source.position(topic, p)
+            offsets[topic] = self.positions[tp]
+        return offsets
+
     def revoked(self, parts: frozenset[TP]) -> None:
         """Give up partitions: forget their models (the new owner restores them)."""
         numbers = {p for t, p in parts if t == self.prediction_topic} & self.owned
         for p in numbers:
             models = self.models_of(p)
+            self.pipeline.own((self.pipeline.owned or frozenset()) - set(models))
             self.pipeline.reset(models, owned=False)
-            assert self.pipeline.owned is not None
-            self.pipeline.owned.difference_update(models)
             self.owned.discard(p)
             for topic in self.topics:
                 self.positions.pop((topic, p), None)
@@ -163,14 +213,7 @@ class Partitions:
         started = time.perf_counter()
         job = CheckpointJob(self.store, self.prediction_topic)
         for p in sorted(self.owned):
-            offsets = {}
-            for topic in self.topics:
-                tp = (topic, p)
-                if tp not in self.assignment:
-                    continue
-                if tp not in self.positions:
-                    self.positions[tp] = self.source.position(topic, p)
-                offsets[topic] = self.positions[tp]
+            offsets = self._offsets(p)
             job.safe.update({(t, p): o for t, o in offsets.items()})
             models = self.models_of(p)
             alerts_now = self.pipeline.alert_states(models)

@@ -2,6 +2,23 @@
 
 decode -> ingest (under a short lock) -> evaluate window snapshots -> alert policy ->
 durable outbox. It is built by ``driftwatch.app.build_pipeline`` from a config.
+
+Threads and locks. ``apply`` runs on the poll loop, ``evaluate`` on the scheduler
+thread, ``status`` on HTTP threads. ``_eval_lock`` (one evaluation round, alert states)
+is always taken before ``_lock`` (windows and joins), never the other way round, and
+``_lock`` is held only to copy or mutate a window, never across I/O. The set of owned
+models and the router are replaced whole (never mutated in place), so readers on other
+threads see either the old or the new one.
+
+Guarantees kept here:
+
+* a record never raises out of :meth:`Pipeline.apply`: an invalid one is counted and
+  dead-lettered with its reason; an unexpected exception while decoding or ingesting
+  one is the reason ``internal_error`` (logged with topic/partition/offset), and the
+  rest of the batch is applied;
+* an alert policy's state advances only together with its notifications' rows in the
+  outbox (one SQLite transaction); if that write fails, the states are rolled back
+  and the next evaluation derives the same edge again.
 """
 
 from __future__ import annotations
@@ -10,8 +27,9 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,25 +52,72 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ModelAlerts:
+    """A model's alert state: each rule's policy state, the hysteresis of its last
+    evaluation, and the *lineage* that numbers its notifications.
+
+    The lineage is created with the state (a fresh one whenever the state starts empty
+    in the daemon) and kept in its checkpoint, so a notification's id, derived from
+    (lineage, model, rule, type, firing number), is the same across retries, restarts,
+    restores and replicas, and never reused by a new firing after a state reset.
+    ``None`` (replay, or a checkpoint from before lineages) keeps the older
+    (model, rule, type, firing) ids."""
+
     policy: AlertPolicy
     webhooks: list[str]
     states: dict[str, RuleState] = field(default_factory=lambda: {r: RuleState() for r in RULES})
     hysteresis: Hysteresis | None = None
+    lineage: str | None = None
+    #: notified edges so far in this lineage: orders the copies of the rule states kept in
+    #: checkpoints and in the outbox (the newer one wins on restore)
+    edges: int = 0
 
     def state(self) -> dict[str, Any]:
         return {
             "rules": {r: dataclasses.asdict(s) for r, s in self.states.items()},
             "hysteresis": None if self.hysteresis is None else self.hysteresis.to_dict(),
+            "lineage": self.lineage,
+            "edges": self.edges,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.states = {r: RuleState(**state["rules"].get(r, {})) for r in RULES}
         h = state["hysteresis"]
         self.hysteresis = None if h is None else Hysteresis.from_dict(h)
+        self.lineage = state.get("lineage")
+        self.edges = int(state.get("edges", 0))
 
-    def reset(self) -> None:
+    def durable(self) -> bytes:
+        """The rule states as written to the outbox with their notifications."""
+        return orjson.dumps(
+            {
+                "edges": self.edges,
+                "rules": {r: dataclasses.asdict(s) for r, s in self.states.items()},
+            }
+        )
+
+    def adopt(self, lineage: str | None, blob: bytes) -> bool:
+        """Take the outbox's copy of the rule states if it is of this lineage and newer than
+        the checkpoint's: edges notified after the checkpoint (then a crash) are not
+        forgotten, so a firing number is never reused for a new firing."""
+        doc = orjson.loads(blob)
+        if lineage != self.lineage or int(doc["edges"]) <= self.edges:
+            return False
+        self.states = {r: RuleState(**doc["rules"].get(r, {})) for r in RULES}
+        self.edges = int(doc["edges"])
+        return True
+
+    def reset(self, lineage: str | None = None) -> None:
         self.states = {r: RuleState() for r in RULES}
         self.hysteresis = None
+        self.lineage = lineage
+        self.edges = 0
+
+    def copy_states(self) -> dict[str, RuleState]:
+        return {r: dataclasses.replace(s) for r, s in self.states.items()}
+
+
+def new_lineage() -> str:
+    return uuid.uuid4().hex
 
 
 class Pipeline:
@@ -80,11 +145,23 @@ class Pipeline:
         self.label_topic = label_topic
         #: model -> the partition its events must arrive on (None: any; replay)
         self.router: Callable[[str], int] | None = None
-        #: the models this replica owns and evaluates (None: all of them)
-        self.owned: set[str] | None = None
+        #: the models this replica owns and evaluates (None: all of them); replaced whole
+        self.owned: frozenset[str] | None = None
         self._lock = threading.Lock()  # guards the monitors' windows and joins
-        self._eval_lock = threading.Lock()  # one evaluation round at a time
-        self._last: dict[str, Evaluation] = {}  # each model's previous evaluation (hysteresis)
+        self._eval_lock = threading.Lock()  # one evaluation round at a time; alert states
+        self._logged_internal: set[str] = set()
+
+    # -- wiring (the daemon's, on the poll thread) ------------------------------------------
+    def route(self, router: Callable[[str], int] | None) -> None:
+        """Check that each model's records arrive on ``router(model)`` (None: anywhere)."""
+        self.router = router
+
+    def own(self, models: Iterable[str] | None) -> None:
+        """The models this replica evaluates and exports (None: all)."""
+        self.owned = None if models is None else frozenset(models)
+
+    def attach_dead_letters(self, dead_letters: DeadLetters | None) -> None:
+        self.dead_letters = dead_letters
 
     # -- ingest -----------------------------------------------------------------------------
     def _decode(self, rec: Record, mixed: bool) -> Prediction | Label:
@@ -101,40 +178,91 @@ class Pipeline:
 
         ``now`` (default: the clock) ages waiting labels; ``mixed`` tells predictions from
         labels by their fields instead of their topic (replay files).
-        Returns the number of valid events applied.
+        Returns the number of valid events applied. Never raises because of a record.
         """
         now = time.time() if now is None else now
-        predictions: dict[str, list[Prediction]] = defaultdict(list)
-        labels: dict[str, list[Label]] = defaultdict(list)
+        predictions: dict[str, list[tuple[Prediction, Record]]] = defaultdict(list)
+        labels: dict[str, list[tuple[Label, Record]]] = defaultdict(list)
+        router = self.router
         for rec in records:
             try:
                 event = self._decode(rec, mixed)
             except InvalidEvent as exc:
                 self._invalid(rec, exc.reason, exc.detail)
                 continue
-            if self.router is not None and self.router(event.model) != rec.partition:
+            except Exception as exc:  # a decoder bug must not stop the partition
+                self._internal_error(rec, exc)
+                continue
+            if router is not None and router(event.model) != rec.partition:
                 self._invalid(
                     rec, "wrong_partition", f"model {event.model} belongs on another partition"
                 )
                 continue
             if isinstance(event, Label):
-                labels[event.model].append(event)
+                labels[event.model].append((event, rec))
             else:
-                predictions[event.model].append(event)
-        applied = sum(self._ingest(m, batch) for m, batch in predictions.items())
-        for model, batch in labels.items():
-            with self._lock:
-                self.monitors[model].ingest_labels(batch, now)
-            self.telemetry.count_labels(model, len(batch))
-            applied += len(batch)
+                predictions[event.model].append((event, rec))
+        applied = 0
+        for model, batch in predictions.items():
+            applied += self._guarded(model, batch, self._ingest)
+        for model, lbatch in labels.items():
+            applied += self._guarded(model, lbatch, lambda m, evs: self._ingest_labels(m, evs, now))
         if labels:
             self._label_telemetry()
+        return applied
+
+    def _guarded(
+        self,
+        model: str,
+        batch: Sequence[tuple[Any, Record]],
+        ingest: Callable[[str, list[Any]], int],
+    ) -> int:
+        """Ingest a model's batch; if that raises, ingest its events one by one and turn
+        each one that raises into an ``internal_error`` dead letter. The monitor computes
+        everything that can fail before it changes any state, so a failed event leaves
+        nothing behind."""
+        monitor = self.monitors[model]
+        before = (monitor.events_total, monitor.labels_total, monitor.window.events)
+        try:
+            return ingest(model, [e for e, _ in batch])
+        except Exception as exc:
+            after = (monitor.events_total, monitor.labels_total, monitor.window.events)
+            if len(batch) == 1 or after != before:
+                # one event, or the failure came after the state changed: retrying one by
+                # one could apply some twice, so the whole batch is the dead letter
+                if after != before:
+                    log.error("model %s: a batch failed after changing state", model)
+                for _, rec in batch:
+                    self._internal_error(rec, exc)
+                return 0
+        applied = 0
+        for event, rec in batch:
+            try:
+                applied += ingest(model, [event])
+            except Exception as exc:
+                self._internal_error(rec, exc)
         return applied
 
     def _invalid(self, rec: Record, reason: str, detail: str) -> None:
         self.telemetry.count_invalid(reason)
         if self.dead_letters is not None:
             self.dead_letters.send(rec, reason, detail)
+
+    def _internal_error(self, rec: Record, exc: BaseException) -> None:
+        """A record whose processing raised unexpectedly: counted, dead-lettered, logged
+        (with the traceback the first time an exception type is seen)."""
+        where = f"{rec.topic}/{rec.partition}/{rec.offset}"
+        kind = type(exc).__name__
+        first = kind not in self._logged_internal
+        self._logged_internal.add(kind)
+        log.error(
+            "internal error applying record %s (%s); dead-lettered as internal_error, "
+            "consumption goes on",
+            where,
+            kind,
+            exc_info=exc if first else None,
+        )
+        self._invalid(rec, "internal_error", f"{kind}: {exc}"[:300])
 
     def _ingest(self, model: str, events: list[Prediction]) -> int:
         monitor = self.monitors[model]
@@ -150,8 +278,17 @@ class Pipeline:
                 self.telemetry.count_missing(model, feature, n)
         return len(events)
 
+    def _ingest_labels(self, model: str, labels: list[Label], now: float) -> int:
+        with self._lock:
+            self.monitors[model].ingest_labels(labels, now)
+        self.telemetry.count_labels(model, len(labels))
+        return len(labels)
+
     def _label_telemetry(self) -> None:
+        owned = self.owned
         for name, monitor in self.monitors.items():
+            if owned is not None and name not in owned:
+                continue
             with self._lock:
                 ls = monitor.label_stats
                 stats = (
@@ -164,38 +301,70 @@ class Pipeline:
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, now: float) -> list[tuple[Evaluation, list[Notification]]]:
-        """Evaluate every model on a snapshot; feed the alert policy; store notifications."""
+        """Evaluate every owned model on a snapshot; feed the alert policy; store notifications.
+
+        A model whose evaluation raises is logged and skipped for this round; the others
+        are evaluated."""
         out = []
         with self._eval_lock:
-            for monitor in self.monitors.values():
-                if self.owned is not None and monitor.spec.name not in self.owned:
+            owned = self.owned
+            for name, monitor in self.monitors.items():
+                if owned is not None and name not in owned:
                     continue
-                with self._lock:
-                    monitor.expire_labels(now)
-                    snap = monitor.snapshot()
-                alerts = self.alerts[monitor.spec.name]
-                evaluation = evaluate_snapshot(monitor, snap, now, alerts.hysteresis)
-                alerts.hysteresis = evaluation.hysteresis
-                out.append((evaluation, self._alert(evaluation, now)))
+                try:
+                    with self._lock:
+                        monitor.expire_labels(now)
+                        snap = monitor.snapshot()
+                    alerts = self.alerts[name]
+                    evaluation = evaluate_snapshot(monitor, snap, now, alerts.hysteresis)
+                    out.append((evaluation, self._alert(evaluation, now)))
+                except Exception:
+                    log.exception("evaluating model %s failed; it is skipped this round", name)
             self._label_telemetry()
         return out
 
     def _alert(self, evaluation: Evaluation, now: float) -> list[Notification]:
+        """Advance the model's alert policy and write its notifications to the outbox in one
+        step: if the outbox write fails, the policy states are rolled back (the next
+        evaluation derives the same edges again) and the error propagates."""
         alerts = self.alerts[evaluation.model]
-        notes: list[Notification] = []
-        for rule, breach in evaluation.breaches.items():
-            state = alerts.states[rule]
-            edge: Edge | None = alerts.policy.update(state, breach, now)
-            if edge is not None:
-                notes.append(notification(evaluation, rule, edge, state.firings))
-        if notes and self.outbox is not None:
-            for note in notes:
-                body = orjson.dumps(note.body)
-                for hook in alerts.webhooks:
-                    self.outbox.add(note.id, hook, body, now)
-                log.info("alert %s %s %s (id %s)", note.model, note.rule, note.type, note.id)
-            if self.on_notify is not None:
-                self.on_notify()
+        before = alerts.copy_states()
+        edges_before = alerts.edges
+        duplicates: list[tuple[str, str]] = []
+        try:
+            notes: list[Notification] = []
+            for rule, breach in evaluation.breaches.items():
+                state = alerts.states[rule]
+                edge: Edge | None = alerts.policy.update(state, breach, now)
+                if edge is not None:
+                    notes.append(
+                        notification(evaluation, rule, edge, state.firings, alerts.lineage)
+                    )
+            rows = [(n.id, hook, orjson.dumps(n.body)) for n in notes for hook in alerts.webhooks]
+            if rows and self.outbox is not None:
+                alerts.edges += len(notes)
+                duplicates = self.outbox.add_all(
+                    rows, now, alert_state=(evaluation.model, alerts.lineage, alerts.durable())
+                )
+        except Exception:
+            alerts.states = before
+            alerts.edges = edges_before
+            self.telemetry.count_outbox_failure()
+            raise
+        if duplicates:
+            for nid, hook in duplicates:
+                self.telemetry.count_duplicate_notification()
+                log.info(
+                    "notification %s for webhook %s is already in the outbox (a firing "
+                    "re-derived after a restore): not stored twice",
+                    nid,
+                    hook,
+                )
+        alerts.hysteresis = evaluation.hysteresis
+        for note in notes:
+            log.info("alert %s %s %s (id %s)", note.model, note.rule, note.type, note.id)
+        if rows and self.on_notify is not None:
+            self.on_notify()
         self.telemetry.record(evaluation, {r: s.firing for r, s in alerts.states.items()})
         return notes
 
@@ -221,6 +390,7 @@ class Pipeline:
             for name, state in alerts.items():
                 if name in self.alerts:
                     self.alerts[name].restore(state)
+                    self._adopt_outbox_state(name)
         for name in states:
             if name in self.monitors:
                 m = self.monitors[name]
@@ -229,13 +399,31 @@ class Pipeline:
                 )
         self._label_telemetry()
 
-    def reset(self, models: list[str], owned: bool) -> None:
+    def new_lineage(self, models: list[str]) -> None:
+        """Give models whose alert state starts empty a lineage of their own."""
+        with self._eval_lock:
+            for name in models:
+                self.alerts[name].reset(new_lineage())
+
+    def _adopt_outbox_state(self, name: str) -> None:
+        if self.outbox is None:
+            return
+        saved = self.outbox.alert_state(name)
+        if saved is not None and self.alerts[name].adopt(*saved):
+            log.info(
+                "model %s: alert states newer than the checkpoint taken from the outbox "
+                "(notified after it)",
+                name,
+            )
+
+    def reset(self, models: list[str], owned: bool, lineage: bool = False) -> None:
         """Empty these models: before restoring them (``owned``: export them from zero), or
-        because their partition moved away (stop exporting them)."""
+        because their partition moved away (stop exporting them). ``lineage`` gives each a
+        new notification lineage (a state that starts empty for good, not a restore)."""
         with self._eval_lock, self._lock:
             for name in models:
                 self.monitors[name].reset()
-                self.alerts[name].reset()
+                self.alerts[name].reset(new_lineage() if lineage else None)
         self.telemetry.forget(models)
         if owned:
             self.export_from_zero(models)
@@ -247,10 +435,13 @@ class Pipeline:
             self.telemetry.restore_counts(name, 0, 0, 0, zeros)
 
     def status(self) -> dict[str, Any]:
+        """The latest evaluation of every owned model, from one telemetry snapshot (safe on
+        any thread: nothing here iterates a structure another thread mutates)."""
         snap = self.telemetry.snapshot()
+        owned = self.owned
         models: dict[str, Any] = {}
         for name in self.monitors:
-            if self.owned is not None and name not in self.owned:
+            if owned is not None and name not in owned:
                 continue
             ev = snap.evaluations.get(name)
             models[name] = {

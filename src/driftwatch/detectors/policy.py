@@ -43,7 +43,9 @@ class AlertPolicy:
 
     def update(self, state: RuleState, breach: bool, now: float) -> Edge | None:
         if breach:
-            state.breaches_in_row += 1
+            # capped: once ``consecutive`` is reached the count changes nothing, and a state
+            # that changed on every evaluation would be checkpointed on every interval
+            state.breaches_in_row = min(state.breaches_in_row + 1, self.consecutive)
             if not state.firing and state.breaches_in_row >= self.consecutive:
                 state.firing = True
                 cooled = (

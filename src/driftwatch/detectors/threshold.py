@@ -1,6 +1,7 @@
 """Threshold rules: does a statistic breach? With hysteresis, a statistic that breached
 at the previous evaluation (``was``) keeps breaching until it is clearly back: below
-``threshold x resolve_ratio`` for PSI, above ``threshold / resolve_ratio`` for a KS p-value,
+``threshold x resolve_ratio`` for PSI, above ``threshold / resolve_ratio`` (capped below 1,
+see :attr:`DriftRule.ks_resolve_limit`) for a KS p-value,
 a drop below ``max_drop x resolve_ratio`` for performance."""
 
 from __future__ import annotations
@@ -89,7 +90,14 @@ class DriftRule:
             return self._psi(events, psi, self.threshold, was)
         if events < self.min_events or math.isnan(ks_pvalue):
             return False
-        return ks_pvalue < (self.threshold / self.resolve_ratio if was else self.threshold)
+        return ks_pvalue < (self.ks_resolve_limit if was else self.threshold)
+
+    @property
+    def ks_resolve_limit(self) -> float:
+        """The p-value a firing KS feature must exceed to resolve: ``threshold / resolve_ratio``,
+        capped at ``(1 + threshold) / 2`` so it stays below 1 and is always reachable (a
+        p-value is at most 1; under no drift it exceeds the cap about half the time)."""
+        return min(self.threshold / self.resolve_ratio, (1.0 + self.threshold) / 2.0)
 
     def categorical(self, events: int, psi: float, was: bool = False) -> bool:
         return self._psi(events, psi, self.categorical_threshold, was)

@@ -9,9 +9,16 @@ dropped as late at once instead of waiting out the TTL. Pure: ``now`` is an argu
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+#: Waiting labels are filed in time buckets this fraction of the TTL wide, so expiry costs
+#: O(expired labels): a label expires when its whole bucket is past the TTL, i.e. at most
+#: ``ttl / EXPIRY_BUCKETS`` later than its own deadline.
+EXPIRY_BUCKETS = 64
 
 
 @dataclass(slots=True)
@@ -48,6 +55,36 @@ class LabelJoin:
         self.dropped: Counter[str] = Counter()  # reason -> labels: late, duplicate, capacity
         #: ids of predictions that left the window unlabelled, oldest first
         self.gone: OrderedDict[str, None] = OrderedDict()
+        self._bucket_width = self.ttl_seconds / EXPIRY_BUCKETS
+        #: expiry index of the waiting labels: time bucket -> ids (may hold stale ids)
+        self._buckets: dict[int, list[str]] = {}
+        self._bucket_heap: list[int] = []
+        self._indexed = 0  # entries in the index, stale ones included
+
+    def _reindex(self) -> None:
+        self._buckets, self._bucket_heap, self._indexed = {}, [], 0
+        for ident, (_, at) in self.labels.items():
+            key = self._bucket(at)
+            ids = self._buckets.get(key)
+            if ids is None:
+                self._buckets[key] = ids = []
+                heapq.heappush(self._bucket_heap, key)
+            ids.append(ident)
+            self._indexed += 1
+
+    def _bucket(self, at: float) -> int:
+        return math.floor(at / self._bucket_width)
+
+    def _file(self, ident: str, at: float) -> None:
+        self._indexed += 1
+        if self._indexed > 2 * len(self.labels) + 1024:
+            self._reindex()  # stale ids (joined, dropped) outnumber the waiting: O(1) amortised
+        key = self._bucket(at)
+        ids = self._buckets.get(key)
+        if ids is None:
+            self._buckets[key] = ids = []
+            heapq.heappush(self._bucket_heap, key)
+        ids.append(ident)
 
     def add_prediction(self, ident: str, waiting: Awaiting) -> Joined | None:
         """Remember a prediction; returns the join if its label was already waiting."""
@@ -87,6 +124,7 @@ class LabelJoin:
             self.dropped["late"] += 1
             return None
         self.labels[ident] = (label, at)
+        self._file(ident, at)
         while len(self.labels) > self.max_pending:
             self.labels.popitem(last=False)
             self.dropped["capacity"] += 1
@@ -122,14 +160,25 @@ class LabelJoin:
             self.predictions[ident] = Awaiting(pane, pred, score, ts, tuple(regions), labeled)
             self._by_pane.setdefault(pane, []).append(ident)
         self.labels = OrderedDict((i, (lab, at)) for i, lab, at in state["labels"])
+        self._reindex()
         self.gone = OrderedDict.fromkeys(state["gone"])
         self.dropped = Counter(state["dropped"])
 
     def expire(self, now: float) -> int:
-        """Drop labels that waited past the TTL (counted as late); returns how many."""
+        """Drop labels that waited past the TTL (counted as late); returns how many.
+
+        Costs O(expired labels + stale index entries), never a scan of every waiting
+        label: only time buckets that lie wholly before ``now - ttl`` are visited."""
         cutoff = now - self.ttl_seconds
-        expired = [i for i, (_, at) in self.labels.items() if at < cutoff]
-        for ident in expired:
-            del self.labels[ident]
-        self.dropped["late"] += len(expired)
-        return len(expired)
+        heap, expired = self._bucket_heap, 0
+        while heap and (heap[0] + 1) * self._bucket_width <= cutoff:
+            key = heapq.heappop(heap)
+            ids = self._buckets.pop(key, [])
+            self._indexed -= len(ids)
+            for ident in ids:
+                entry = self.labels.get(ident)
+                if entry is not None and self._bucket(entry[1]) == key:
+                    del self.labels[ident]
+                    expired += 1
+        self.dropped["late"] += expired
+        return expired

@@ -9,6 +9,7 @@ adds its performance cells to the regions and pane of its prediction.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,17 +110,22 @@ class ModelMonitor:
         self.labels_total = 0
         self.late_events = 0
         self.missing = dict.fromkeys(spec.features, 0)
+        self.fingerprint = layout_fingerprint(self)
 
     # -- predictions ------------------------------------------------------------------------
     def ingest(self, event: Prediction) -> ModelMonitor:
         return self.ingest_batch([event])
 
     def ingest_batch(self, events: Sequence[Prediction]) -> ModelMonitor:
-        """Bin a batch of this model's predictions, add it to the window, join waiting labels."""
+        """Bin a batch of this model's predictions, add it to the window, join waiting labels.
+
+        Everything that can fail on odd input (binning, segment lookup, timestamps) is
+        computed before any state changes, so a batch that raises leaves no trace."""
         n = len(events)
         if n == 0:
             return self
-        base = np.concatenate([self._bin(events), np.full((n, 1), self.count_offset)], axis=1)
+        binned, missing = self._bin(events)
+        base = np.concatenate([binned, np.full((n, 1), self.count_offset)], axis=1)
         blocks = [base]
         region_of = np.zeros((n, len(self.segments)), dtype=np.int64)
         for k, seg in enumerate(self.segments):
@@ -131,24 +137,35 @@ class ModelMonitor:
             blocks.append(np.where(base >= 0, shifted, -1))
         bins = np.concatenate(blocks, axis=1) if len(blocks) > 1 else base
         timestamps = np.fromiter((e.timestamp for e in events), dtype=np.float64, count=n)
+        waiting: list[tuple[str, Awaiting]] = []
+        if self.spec.performance is not None:
+            regions = [(0, *r) for r in region_of.tolist()]
+            waiting = [
+                (e.id, Awaiting(-1, e.prediction, e.score, e.timestamp, regions[i]))
+                for i, e in enumerate(events)
+            ]
+        # -- state changes from here on
         keys = self.window.add(bins, timestamps)
+        for slot, count in missing.items():
+            self.missing[slot] += count
         self.late_events += int(np.sum(keys < 0))
         self.events_total += n
         self._forget_evicted()
-        if self.spec.performance is not None:
+        if waiting:
             batch: list[Joined] = []
-            for i, e in enumerate(events):
-                regions = (0, *region_of[i].tolist())
-                waiting = Awaiting(int(keys[i]), e.prediction, e.score, e.timestamp, regions)
-                joined = self.join.add_prediction(e.id, waiting)
+            for i, (ident, w) in enumerate(waiting):
+                w.pane = int(keys[i])
+                joined = self.join.add_prediction(ident, w)
                 if joined is not None:
                     batch.append(joined)
             self._count_labels(batch)
         return self
 
-    def _bin(self, events: Sequence[Prediction]) -> np.ndarray:
+    def _bin(self, events: Sequence[Prediction]) -> tuple[np.ndarray, dict[str, int]]:
+        """Each event's flat bin per slot, and the missing values per feature (pure)."""
         profile = self.profile
         bins = np.empty((len(events), len(profile.slots)), dtype=np.int64)
+        missing: dict[str, int] = {}
         for j, slot in enumerate(profile.slots):
             slot_bins = profile.slot_bins(slot)
             if slot == "prediction":
@@ -156,9 +173,9 @@ class ModelMonitor:
                 values: list[Any] = [e.score if use_score else e.prediction for e in events]
             else:
                 values = [e.features.get(slot) for e in events]
-                missing = values.count(None)
-                if missing:
-                    self.missing[slot] += missing
+                count = values.count(None)
+                if count:
+                    missing[slot] = count
             if isinstance(slot_bins, NumericalBins):
                 arr = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
                 col = slot_bins.bin(arr)
@@ -166,7 +183,7 @@ class ModelMonitor:
                 col = slot_bins.bin([None if v is None else str(v) for v in values])
             col[col >= 0] += profile.offsets[j]
             bins[:, j] = col
-        return bins
+        return bins, missing
 
     def _forget_evicted(self) -> None:
         if self.window.evicted_keys:
@@ -229,11 +246,19 @@ class ModelMonitor:
             "labels_total": self.labels_total,
             "late_events": self.late_events,
             "missing": dict(self.missing),
+            "fingerprint": self.fingerprint,
         }
         return meta, arrays
 
     def restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state`; raises ValueError if the model's layout has changed."""
+        saved = meta.get("fingerprint")
+        if saved is not None and saved != self.fingerprint:
+            raise ValueError(
+                f"model {self.spec.name}: the checkpoint was made with other bins, categories, "
+                f"segments or window (layout fingerprint {saved[:12]}, now "
+                f"{self.fingerprint[:12]}): the reference, features or window changed"
+            )
         if meta["window_kind"] != type(self.window).__name__ or meta["nbins"] != self.window.nbins:
             raise ValueError(
                 f"model {self.spec.name}: the checkpoint's window ({meta['window_kind']}, "
@@ -266,6 +291,36 @@ class ModelMonitor:
     def evaluate(self, now: float) -> Evaluation:
         self.expire_labels(now)
         return evaluate_snapshot(self, self.snapshot(), now)
+
+
+def layout_fingerprint(monitor: ModelMonitor) -> str:
+    """SHA-256 over everything that gives a count its meaning: each slot's bin edges or
+    categories, the segments' values, the performance layout and the window's kind and
+    length. A checkpoint made under another layout is refused, even with as many bins."""
+    h = hashlib.sha256()
+
+    def put(*parts: object) -> None:
+        for part in parts:
+            if isinstance(part, np.ndarray):
+                h.update(np.ascontiguousarray(part).tobytes())
+            else:
+                h.update(repr(part).encode())
+            h.update(b"\x1f")
+
+    spec, profile, layout = monitor.spec, monitor.profile, monitor.layout
+    put("window", spec.window_events, spec.window_seconds)
+    for slot in profile.slots:
+        bins = profile.slot_bins(slot)
+        if isinstance(bins, NumericalBins):
+            put("num", slot, bins.fine_edges, bins.psi_edges)
+        else:
+            put("cat", slot, bins.categories)
+    put("prediction", profile.prediction_source)
+    for seg in monitor.segments:
+        put("segment", seg.column, seg.values, seg.first_region)
+    score = layout.score_bins
+    put("layout", layout.task, layout.positive, None if score is None else score.fine_edges)
+    return h.hexdigest()
 
 
 def _slot_stats(

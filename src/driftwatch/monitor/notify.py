@@ -24,10 +24,15 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def notification_id(model: str, rule: str, kind: str, firing: int) -> str:
-    """Deterministic: the ``firing``-th firing of a model's rule (or its resolve) has one id,
-    however often and wherever it is re-derived (a restart, another replica)."""
-    return str(uuid.uuid5(_NAMESPACE, f"{model}\x1f{rule}\x1f{kind}\x1f{firing}"))
+def notification_id(
+    model: str, rule: str, kind: str, firing: int, lineage: str | None = None
+) -> str:
+    """Deterministic: the ``firing``-th firing of a model's rule (or its resolve) in one
+    state lineage has one id, however often and wherever it is re-derived (a retry, a
+    restart, a restore, another replica). A state that starts empty gets a new lineage,
+    so its firings never reuse an id already delivered (``None``: the pre-lineage ids)."""
+    base = f"{model}\x1f{rule}\x1f{kind}\x1f{firing}"
+    return str(uuid.uuid5(_NAMESPACE, base if lineage is None else f"{lineage}\x1f{base}"))
 
 
 def _clean(x: float | None) -> float | None:
@@ -54,9 +59,11 @@ class Notification:
     body: dict[str, Any]
 
 
-def notification(evaluation: Evaluation, rule: str, edge: Edge, firing: int) -> Notification:
+def notification(
+    evaluation: Evaluation, rule: str, edge: Edge, firing: int, lineage: str | None = None
+) -> Notification:
     kind = _FIRED_TYPE[rule] if edge is Edge.FIRED else "resolved"
-    nid = notification_id(evaluation.model, rule, kind, firing)
+    nid = notification_id(evaluation.model, rule, kind, firing, lineage)
     drifted = [
         {
             "feature": f.feature,

@@ -23,6 +23,11 @@ class TelemetrySnapshot:
     labels: dict[str, LabelTelemetry] = field(default_factory=dict)
     last_poll: float | None = None
     assigned_partitions: int = 0
+    outbox_failures: int = 0
+    duplicate_notifications: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    broker_up: bool | None = None
+    broker_contact_age: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,29 @@ class Telemetry:
         self.labels: dict[str, LabelTelemetry] = {}
         self.last_poll: float | None = None
         self.assigned_partitions = 0
+        self.outbox_failures = 0
+        self.duplicate_notifications = 0
+        self.dead_letters: dict[str, int] = {}
+        self.broker_up: bool | None = None
+        self.broker_contact_age: float | None = None
+
+    def count_outbox_failure(self) -> None:
+        with self._lock:
+            self.outbox_failures += 1
+
+    def count_duplicate_notification(self) -> None:
+        with self._lock:
+            self.duplicate_notifications += 1
+
+    def set_dead_letters(self, counts: dict[str, int]) -> None:
+        """The dead-letter producer's counters: sent, failed, lost."""
+        with self._lock:
+            self.dead_letters = dict(counts)
+
+    def set_broker(self, up: bool, contact_age: float | None) -> None:
+        with self._lock:
+            self.broker_up = up
+            self.broker_contact_age = contact_age
 
     def count_events(self, model: str, n: int, late: int = 0) -> None:
         with self._lock:
@@ -143,4 +171,9 @@ class Telemetry:
                 dict(self.labels),
                 self.last_poll,
                 self.assigned_partitions,
+                self.outbox_failures,
+                self.duplicate_notifications,
+                dict(self.dead_letters),
+                self.broker_up,
+                self.broker_contact_age,
             )

@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (id, webhook)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS alert_state (
+    model TEXT PRIMARY KEY,
+    lineage TEXT,
+    state BLOB NOT NULL
+);
 """
 
 _COLUMNS = "id, webhook, body, created_at, attempts, next_attempt_at, status, last_error"
@@ -85,14 +90,20 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise OutboxError(f"{self.path}: cannot {what}: {exc}") from exc
 
-    def add_all(self, items: Sequence[tuple[str, str, bytes]], now: float) -> list[tuple[str, str]]:
-        """Store each ``(notification id, webhook, body)`` in one transaction.
+    def add_all(
+        self,
+        items: Sequence[tuple[str, str, bytes]],
+        now: float,
+        alert_state: tuple[str, str | None, bytes] | None = None,
+    ) -> list[tuple[str, str]]:
+        """Store each ``(notification id, webhook, body)`` in one transaction, together with
+        the ``(model, lineage, rule states)`` that produced them, if given.
 
         Returns the ``(id, webhook)`` pairs that were already there (pending, failed or
         a delivered tombstone), left untouched. On any error nothing is written and
         ``OutboxError`` is raised.
         """
-        if not items:
+        if not items and alert_state is None:
             return []
         with self._lock:
             db = self._db
@@ -109,6 +120,13 @@ class Outbox:
                     )
                     if cur.rowcount != 1:
                         duplicates.append((notification_id, webhook))
+                if alert_state is not None:
+                    db.execute(
+                        "INSERT INTO alert_state (model, lineage, state) VALUES (?, ?, ?)"
+                        " ON CONFLICT (model) DO UPDATE SET lineage = excluded.lineage,"
+                        " state = excluded.state",
+                        alert_state,
+                    )
                 db.execute("COMMIT")
             except BaseException as exc:
                 with suppress(sqlite3.Error):
@@ -120,6 +138,14 @@ class Outbox:
                     ) from exc
                 raise
         return duplicates
+
+    def alert_state(self, model: str) -> tuple[str | None, bytes] | None:
+        """The ``(lineage, rule states)`` last stored with a model's notifications."""
+        with self._using("read an alert state") as db:
+            row = db.execute(
+                "SELECT lineage, state FROM alert_state WHERE model = ?", (model,)
+            ).fetchone()
+        return None if row is None else (row[0], bytes(row[1]))
 
     def add(self, notification_id: str, webhook: str, body: bytes, now: float) -> bool:
         """Store a notification for a webhook; False if it was already there."""

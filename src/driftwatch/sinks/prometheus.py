@@ -238,6 +238,44 @@ class DriftwatchCollector(Collector):
         )
         assigned.add_metric([], s.assigned_partitions)
         yield from (events, labels, invalid, missing, late, deliveries, pending, poll, assigned)
+        yield from self._faults(s)
+
+    def _faults(self, s: TelemetrySnapshot) -> Iterator[Metric]:
+        """What is wrong around the daemon: broker contact, dead letters, the outbox."""
+        up = GaugeMetricFamily(
+            "driftwatch_kafka_broker_up",
+            "1 while the consumer hears from the group coordinator, 0 when it has not for "
+            "longer than the session timeout (broker down or unreachable)",
+        )
+        if s.broker_up is not None:
+            up.add_metric([], 1.0 if s.broker_up else 0.0)
+        age = GaugeMetricFamily(
+            "driftwatch_kafka_broker_contact_age_seconds",
+            "Seconds since the consumer last heard from the broker (coordinator heartbeat)",
+        )
+        if s.broker_contact_age is not None:
+            age.add_metric([], s.broker_contact_age)
+        dead = CounterMetricFamily(
+            "driftwatch_dead_letters",
+            "Dead-letter copies by outcome: sent (acknowledged), failed (an attempt that "
+            "failed, retried), lost (dropped beyond the retry bound)",
+            labels=["outcome"],
+        )
+        for outcome in ("sent", "failed", "lost"):
+            dead.add_metric([outcome], s.dead_letters.get(outcome, 0))
+        outbox = CounterMetricFamily(
+            "driftwatch_outbox_write_failures",
+            "Evaluations whose notifications could not be written to the outbox (the alert "
+            "state was rolled back and the edge is derived again next time)",
+        )
+        outbox.add_metric([], s.outbox_failures)
+        dup = CounterMetricFamily(
+            "driftwatch_notifications_duplicate",
+            "Notifications re-derived after a restore that were already in the outbox "
+            "(stored and sent once)",
+        )
+        dup.add_metric([], s.duplicate_notifications)
+        yield from (up, age, dead, outbox, dup)
 
 
 class PrometheusExporter:

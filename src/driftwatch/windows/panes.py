@@ -1,7 +1,11 @@
 """Pane-based windows: counts are added per pane and evicted a whole pane at a time.
 
 A window keeps ``totals`` (the sum of its panes' counts) up to date on every
-add and eviction, so reading it is O(bins) whatever its length.
+add and eviction, so reading it is O(bins) whatever its length. Counts are integers,
+so adding and subtracting them is exact. Float sums (regression errors) are never
+subtracted: each pane accumulates its own, and a snapshot adds the panes' sums with
+``math.fsum``, so a huge or infinite error leaves the window exactly when its pane does
+(no cancellation drift, no ``inf - inf = NaN``).
 """
 
 from __future__ import annotations
@@ -67,6 +71,15 @@ class Pane:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int32)
 
 
+def _fsum(values: npt.NDArray[np.float64]) -> float:
+    """``math.fsum``, with an overflowing total as ±inf (fsum raises) and NaN kept."""
+    try:
+        return math.fsum(values.tolist())
+    except OverflowError:
+        with np.errstate(over="ignore"):
+            return float(np.sum(values))
+
+
 @dataclass(frozen=True, eq=False)
 class WindowSnapshot:
     """An immutable copy of a window's totals, safe to evaluate on another thread."""
@@ -87,7 +100,6 @@ class PaneWindow(ABC):
         self.nbins = nbins
         self.nsums = nsums
         self.totals: IntArray = np.zeros(nbins, dtype=np.int64)
-        self.sum_totals = np.zeros(nsums, dtype=np.float64)
         #: Keys of evicted panes, for the owner to forget what it kept per pane.
         self.evicted_keys: list[int] = []
         self.events = 0
@@ -118,7 +130,6 @@ class PaneWindow(ABC):
     def _evict_oldest(self) -> None:
         pane = self._panes.popleft()
         self.totals -= pane.dense(self.nbins)
-        self.sum_totals -= pane.sums
         self.events -= pane.n
         self.evicted_events += pane.n
         self.evicted_keys.append(pane.key)
@@ -143,8 +154,15 @@ class PaneWindow(ABC):
         self._add_flat(pane, bins[bins >= 0])
         if sums is not None:
             pane.sums += sums
-            self.sum_totals += sums
         return True
+
+    @property
+    def sum_totals(self) -> npt.NDArray[np.float64]:
+        """The panes' float sums added up, correctly rounded per column (``math.fsum``)."""
+        if not self.nsums or not self._panes:
+            return np.zeros(self.nsums, dtype=np.float64)
+        rows = np.stack([p.sums for p in self._panes])
+        return np.array([_fsum(rows[:, k]) for k in range(self.nsums)], np.float64)
 
     @property
     def oldest_timestamp(self) -> float | None:
@@ -207,7 +225,6 @@ class PaneWindow(ABC):
             pane.sums = arrays["sums"][i].astype(np.float64)
             self._panes.append(pane)
         self.totals = arrays["totals"].astype(np.int64)
-        self.sum_totals = arrays["sum_totals"].astype(np.float64)
         self.events = int(meta["events"])
         self.evicted_events = int(meta["evicted_events"])
         self.evicted_keys = []

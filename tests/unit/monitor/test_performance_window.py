@@ -42,7 +42,12 @@ def config(tmp_path, metric="accuracy", task="classification", window=1000, **mo
     m.update(model)
     return parse_config(
         {
-            "kafka": {"bootstrap_servers": ["x:1"], "prediction_topic": "p", "label_topic": "l"},
+            "kafka": {
+                "bootstrap_servers": ["x:1"],
+                "prediction_topic": "p",
+                "label_topic": "l",
+                "min_timestamp": 0,  # the stream's times start at 1970 + 1000 s
+            },
             "models": [m],
         },
         tmp_path,

@@ -79,8 +79,24 @@ def test_layout_change_is_refused(tmp_path):
     pipe.apply(records(events(1, 100)))
     states, alerts = pipe.capture(["m"])
     other = pipeline(tmp_path, {"seconds": 60})
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match=r"fingerprint|does not match"):
         other.restore(states, alerts)
+
+
+def test_changed_reference_with_as_many_bins_is_refused(tmp_path):
+    """The bins' count alone does not catch a new reference: the fingerprint does."""
+    pipe = pipeline(tmp_path)
+    pipe.apply(records(events(1, 100)))
+    states, alerts = pipe.capture(["m"])
+    frame = reference_frame()
+    frame["x1"] = frame["x1"] * 1.5 + 0.25  # same shape, other edges
+    frame.to_csv(tmp_path / "ref.csv", index=False)
+    other = pipeline(tmp_path)
+    assert other.monitors["m"].window.nbins == pipe.monitors["m"].window.nbins
+    with pytest.raises(ValueError, match="fingerprint"):
+        other.restore(states, alerts)
+    same = pipeline(tmp_path)
+    same.restore(*other.capture(["m"]))  # the same layout restores
 
 
 def test_file_store_is_atomic_and_leaves_no_temp_files(tmp_path):
