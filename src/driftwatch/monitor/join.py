@@ -64,27 +64,26 @@ class LabelJoin:
     def _reindex(self) -> None:
         self._buckets, self._bucket_heap, self._indexed = {}, [], 0
         for ident, (_, at) in self.labels.items():
-            key = self._bucket(at)
-            ids = self._buckets.get(key)
-            if ids is None:
-                self._buckets[key] = ids = []
-                heapq.heappush(self._bucket_heap, key)
-            ids.append(ident)
-            self._indexed += 1
+            self._index(ident, at)
 
     def _bucket(self, at: float) -> int:
         return math.floor(at / self._bucket_width)
 
-    def _file(self, ident: str, at: float) -> None:
-        self._indexed += 1
-        if self._indexed > 2 * len(self.labels) + 1024:
-            self._reindex()  # stale ids (joined, dropped) outnumber the waiting: O(1) amortised
+    def _index(self, ident: str, at: float) -> None:
         key = self._bucket(at)
         ids = self._buckets.get(key)
         if ids is None:
             self._buckets[key] = ids = []
             heapq.heappush(self._bucket_heap, key)
         ids.append(ident)
+        self._indexed += 1
+
+    def _file(self, ident: str, at: float) -> None:
+        """Index a label just added to ``labels``."""
+        if self._indexed >= 2 * len(self.labels) + 1024:
+            self._reindex()  # stale ids (joined, dropped) outnumber the waiting: O(1) amortised
+        else:
+            self._index(ident, at)
 
     def add_prediction(self, ident: str, waiting: Awaiting) -> Joined | None:
         """Remember a prediction; returns the join if its label was already waiting."""
