@@ -40,7 +40,7 @@ from driftwatch.sinks.http import HttpEndpoints
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.prometheus import PrometheusExporter
 from driftwatch.sinks.webhook import WebhookSender
-from driftwatch.sources.base import Record
+from driftwatch.sources.base import RecordBatch
 from driftwatch.sources.kafka import (
     KafkaDeadLetters,
     KafkaSource,
@@ -251,15 +251,15 @@ class Daemon:
         clean = False
         try:
             while not self.stop_event.is_set():
-                records = source.poll(0.5)
-                restored = self._rebalanced(source, partitions, records)
+                batches = source.poll(0.5)
+                restored = self._rebalanced(source, partitions, batches)
                 self.pipeline.telemetry.consumer_alive(time.time(), len(partitions.owned))
                 self._watch_broker()
                 self._watch_dead_letters()
-                records = partitions.filter(records, restored)
-                if records:
-                    self.pipeline.apply(records)
-                    partitions.advance(records)
+                batches = partitions.filter(batches, restored)
+                if batches:
+                    self.pipeline.apply_batches(batches)
+                    partitions.advance(batches)
                 checkpointer.commit_durable()
                 checkpointer.tick()
             clean = True
@@ -282,7 +282,7 @@ class Daemon:
         return 0
 
     def _rebalanced(
-        self, source: KafkaSource, partitions: Partitions, batch: list[Record]
+        self, source: KafkaSource, partitions: Partitions, batch: list[RecordBatch]
     ) -> set[int]:
         restored: set[int] = set()
         for kind, parts in source.rebalances():

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from driftwatch.errors import CheckpointError, ConfigError
 from driftwatch.pipeline import Pipeline
-from driftwatch.sources.base import Record
+from driftwatch.sources.base import RecordBatch
 from driftwatch.sources.kafka import partition_of
 from driftwatch.state.checkpoint import CheckpointStore, PartitionCheckpoint, checkpoint_key
 
@@ -91,15 +91,15 @@ class Partitions:
             return count
         return self.count
 
-    def assigned(self, parts: frozenset[TP], batch: Sequence[Record] = ()) -> set[int]:
+    def assigned(self, parts: frozenset[TP], batch: Sequence[RecordBatch] = ()) -> set[int]:
         """Take over partitions: restore each one's checkpoint and seek to its offsets.
         Returns the partitions restored from a checkpoint (their records in the current
         ``batch`` predate the seek and must be dropped). A partition without one starts
         empty, at the first record of ``batch`` it has (applied next), else at the
         consumer's position."""
-        for r in reversed(batch):
-            if (r.topic, r.partition) in parts:
-                self.positions[(r.topic, r.partition)] = r.offset
+        for b in reversed(batch):
+            if (b.topic, b.partition) in parts and len(b):
+                self.positions[(b.topic, b.partition)] = b.offsets[0]
         numbers = {p for t, p in parts if t == self.prediction_topic} - self.owned
         if not numbers:
             return set()
@@ -198,13 +198,14 @@ class Partitions:
                 self.positions.pop((topic, p), None)
             self._saved.pop(p, None)
 
-    def filter(self, records: Sequence[Record], restored: set[int]) -> list[Record]:
-        """Records this replica should apply: of owned partitions, not from before a seek."""
-        return [r for r in records if r.partition in self.owned and r.partition not in restored]
+    def filter(self, batches: Sequence[RecordBatch], restored: set[int]) -> list[RecordBatch]:
+        """Batches this replica should apply: of owned partitions, not from before a seek."""
+        return [b for b in batches if b.partition in self.owned and b.partition not in restored]
 
-    def advance(self, records: Sequence[Record]) -> None:
-        for r in records:
-            self.positions[(r.topic, r.partition)] = r.offset + 1
+    def advance(self, batches: Sequence[RecordBatch]) -> None:
+        for b in batches:
+            if len(b):
+                self.positions[(b.topic, b.partition)] = b.next_offset
 
     def capture(self) -> CheckpointJob:
         """On the poll thread, between two applies: copy the state of every owned partition

@@ -37,6 +37,7 @@ import orjson
 
 from driftwatch.detectors.policy import AlertPolicy, Edge, RuleState
 from driftwatch.errors import InvalidEvent
+from driftwatch.events.columns import DecodedBatch, PredictionColumns, decode_batch, decode_each
 from driftwatch.events.decode import Decoder
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.model import ModelMonitor, evaluate_snapshot
@@ -44,7 +45,7 @@ from driftwatch.monitor.notify import Notification, notification
 from driftwatch.monitor.results import RULES, Evaluation, Hysteresis
 from driftwatch.monitor.telemetry import Telemetry
 from driftwatch.sinks.outbox import Outbox
-from driftwatch.sources.base import DeadLetters, Record
+from driftwatch.sources.base import DeadLetters, Record, RecordBatch, batches_of
 from driftwatch.state.checkpoint import ModelState
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,80 @@ class Pipeline:
         labels by their fields instead of their topic (replay files).
         Returns the number of valid events applied. Never raises because of a record.
         """
+        return self.apply_batches(batches_of(records), now, mixed)
+
+    def apply_batches(
+        self, batches: Sequence[RecordBatch], now: float | None = None, mixed: bool = False
+    ) -> int:
+        """:meth:`apply` on batches of records: the hot path. Prediction records are decoded
+        a batch at a time into columns (``events.columns``), labels one by one."""
+        now = time.time() if now is None else now
+        predictions: dict[str, list[tuple[PredictionColumns, RecordBatch]]] = defaultdict(list)
+        labels: dict[str, list[tuple[Label, Record]]] = defaultdict(list)
+        router = self.router
+        for batch in batches:
+            if not mixed and batch.topic == self.label_topic:
+                self._decode_labels(batch, labels)
+                continue
+            decoded = self._decode_batch(batch, mixed)
+            for i, exc in decoded.invalid:
+                self._invalid(batch.record(i), exc.reason, exc.detail)
+            for i, label in decoded.labels:
+                if router is not None and router(label.model) != batch.partition:
+                    self._wrong_partition(batch.record(i), label.model)
+                else:
+                    labels[label.model].append((label, batch.record(i)))
+            for model, cols in decoded.columns.items():
+                if router is not None and router(model) != batch.partition:
+                    for i in cols.rows:
+                        self._wrong_partition(batch.record(i), model)
+                elif len(cols):
+                    predictions[model].append((cols, batch))
+        applied = 0
+        for model, parts in predictions.items():
+            applied += self._guarded_columns(model, parts)
+        for model, lbatch in labels.items():
+            applied += self._guarded(model, lbatch, lambda m, evs: self._ingest_labels(m, evs, now))
+        if labels:
+            self._label_telemetry()
+        return applied
+
+    def _decode_batch(self, batch: RecordBatch, mixed: bool) -> DecodedBatch:
+        try:
+            return decode_batch(self.decoder, batch.values, batch.timestamps, mixed=mixed)
+        except Exception as exc:  # a bug in the batch decoder: decode this batch per event
+            kind = type(exc).__name__
+            if "decode_batch" + kind not in self._logged_internal:
+                self._logged_internal.add("decode_batch" + kind)
+                log.error("batch decoding failed (%s); decoding per event", kind, exc_info=exc)
+            return decode_each(self.decoder, batch.values, batch.timestamps, mixed=mixed)
+
+    def _decode_labels(
+        self, batch: RecordBatch, labels: dict[str, list[tuple[Label, Record]]]
+    ) -> None:
+        router = self.router
+        for i, value in enumerate(batch.values):
+            try:
+                label = self.decoder.label(value, batch.timestamps[i])
+            except InvalidEvent as exc:
+                self._invalid(batch.record(i), exc.reason, exc.detail)
+                continue
+            except Exception as exc:  # a decoder bug must not stop the partition
+                self._internal_error(batch.record(i), exc)
+                continue
+            if router is not None and router(label.model) != batch.partition:
+                self._wrong_partition(batch.record(i), label.model)
+            else:
+                labels[label.model].append((label, batch.record(i)))
+
+    def _wrong_partition(self, rec: Record, model: str) -> None:
+        self._invalid(rec, "wrong_partition", f"model {model} belongs on another partition")
+
+    def apply_events(
+        self, records: Sequence[Record], now: float | None = None, mixed: bool = False
+    ) -> int:
+        """:meth:`apply` one record at a time, through the per-event decoder: the reference
+        the columnar path is tested against (same windows, counts, joins, dead letters)."""
         now = time.time() if now is None else now
         predictions: dict[str, list[tuple[Prediction, Record]]] = defaultdict(list)
         labels: dict[str, list[tuple[Label, Record]]] = defaultdict(list)
@@ -194,9 +269,7 @@ class Pipeline:
                 self._internal_error(rec, exc)
                 continue
             if router is not None and router(event.model) != rec.partition:
-                self._invalid(
-                    rec, "wrong_partition", f"model {event.model} belongs on another partition"
-                )
+                self._wrong_partition(rec, event.model)
                 continue
             if isinstance(event, Label):
                 labels[event.model].append((event, rec))
@@ -217,30 +290,65 @@ class Pipeline:
         batch: Sequence[tuple[Any, Record]],
         ingest: Callable[[str, list[Any]], int],
     ) -> int:
-        """Ingest a model's batch; if that raises, ingest its events one by one and turn
+        """Ingest a model's batch of events (see :meth:`_guard`)."""
+        return self._guard(
+            model,
+            len(batch),
+            lambda index: ingest(model, [batch[j][0] for j in index]),
+            lambda j: batch[j][1],
+        )
+
+    def _guarded_columns(
+        self, model: str, parts: list[tuple[PredictionColumns, RecordBatch]]
+    ) -> int:
+        """Ingest a model's columns (see :meth:`_guard`)."""
+        cols = PredictionColumns.concat([c for c, _ in parts])
+        whole = range(len(cols))
+
+        def ingest(index: Sequence[int]) -> int:
+            return self._ingest_columns(model, cols if index is whole else cols.take(index))
+
+        def record(j: int) -> Record:
+            for part, batch in parts:
+                if j < len(part):
+                    return batch.record(part.rows[j])
+                j -= len(part)
+            raise IndexError(j)
+
+        return self._guard(model, len(cols), ingest, record, whole)
+
+    def _guard(
+        self,
+        model: str,
+        n: int,
+        ingest: Callable[[Sequence[int]], int],
+        record: Callable[[int], Record],
+        whole: Sequence[int] | None = None,
+    ) -> int:
+        """Ingest a model's ``n`` events; if that raises, ingest them one by one and turn
         each one that raises into an ``internal_error`` dead letter. The monitor computes
         everything that can fail before it changes any state, so a failed event leaves
         nothing behind."""
         monitor = self.monitors[model]
         before = (monitor.events_total, monitor.labels_total, monitor.window.events)
         try:
-            return ingest(model, [e for e, _ in batch])
+            return ingest(range(n) if whole is None else whole)
         except Exception as exc:
             after = (monitor.events_total, monitor.labels_total, monitor.window.events)
-            if len(batch) == 1 or after != before:
+            if n == 1 or after != before:
                 # one event, or the failure came after the state changed: retrying one by
                 # one could apply some twice, so the whole batch is the dead letter
                 if after != before:
                     log.error("model %s: a batch failed after changing state", model)
-                for _, rec in batch:
-                    self._internal_error(rec, exc)
+                for j in range(n):
+                    self._internal_error(record(j), exc)
                 return 0
         applied = 0
-        for event, rec in batch:
+        for j in range(n):
             try:
-                applied += ingest(model, [event])
+                applied += ingest([j])
             except Exception as exc:
-                self._internal_error(rec, exc)
+                self._internal_error(record(j), exc)
         return applied
 
     def _invalid(self, rec: Record, reason: str, detail: str) -> None:
@@ -265,18 +373,21 @@ class Pipeline:
         self._invalid(rec, "internal_error", f"{kind}: {exc}"[:300])
 
     def _ingest(self, model: str, events: list[Prediction]) -> int:
+        return self._ingest_columns(model, self.monitors[model].columns_of(events))
+
+    def _ingest_columns(self, model: str, cols: PredictionColumns) -> int:
         monitor = self.monitors[model]
         with self._lock:
             missing_before = dict(monitor.missing)
             late_before = monitor.late_events
-            monitor.ingest_batch(events)
+            monitor.ingest_columns(cols)
             late = monitor.late_events - late_before
             missing = {f: n - missing_before[f] for f, n in monitor.missing.items()}
-        self.telemetry.count_events(model, len(events), late)
+        self.telemetry.count_events(model, len(cols), late)
         for feature, n in missing.items():
             if n:
                 self.telemetry.count_missing(model, feature, n)
-        return len(events)
+        return len(cols)
 
     def _ingest_labels(self, model: str, labels: list[Label], now: float) -> int:
         with self._lock:

@@ -15,6 +15,7 @@ from driftwatch.config import parse_config
 from driftwatch.daemon import misfire_grace
 from driftwatch.detectors.threshold import DriftRule
 from driftwatch.errors import ConfigError
+from driftwatch.events import columns
 from driftwatch.monitor.join import LabelJoin
 from driftwatch.monitor.model import ModelMonitor
 from driftwatch.sinks.outbox import Outbox
@@ -38,10 +39,10 @@ def test_an_exception_while_ingesting_one_record_dead_letters_it_and_goes_on(tmp
     monitor = pipe.monitors["m"]
     real_bin = ModelMonitor._bin
 
-    def poisoned(self, evs):
-        if any(e.id == "e-7" for e in evs):
+    def poisoned(self, cols):
+        if "e-7" in cols.ids:
             raise OverflowError("injected fault")
-        return real_bin(self, evs)
+        return real_bin(self, cols)
 
     monkeypatch.setattr(ModelMonitor, "_bin", poisoned)
     applied = pipe.apply(records(events(1, 20)))
@@ -69,8 +70,30 @@ def test_an_exception_in_the_decoder_is_an_internal_error(tmp_path, monkeypatch)
         return real(raw, ts, **kw)
 
     monkeypatch.setattr(pipe.decoder, "prediction", flaky)
+    assert pipe.apply_events(records(events(1, 10))) == 9
+    assert dlq.sent == [(3, "internal_error")]
+
+
+def test_a_failing_batch_decoder_falls_back_to_decoding_each_record(tmp_path, monkeypatch, caplog):
+    cfg = parse_config(config_dict(tmp_path), tmp_path)
+    dlq = FakeDeadLetters()
+    pipe = build_pipeline(cfg, dead_letters=dlq)
+    real = pipe.decoder.prediction
+
+    def broken(*args, **kw):
+        raise MemoryError("injected into the columnar decoder")
+
+    def flaky(raw, ts, **kw):
+        if b'"e-3"' in (raw or b""):
+            raise RecursionError("injected")
+        return real(raw, ts, **kw)
+
+    monkeypatch.setattr(columns._ModelColumns, "build", broken)
+    monkeypatch.setattr(pipe.decoder, "prediction", flaky)
     assert pipe.apply(records(events(1, 10))) == 9
     assert dlq.sent == [(3, "internal_error")]
+    assert pipe.monitors["m"].events_total == 9
+    assert "batch decoding failed (MemoryError); decoding per event" in caplog.text
 
 
 # -- 4. notification identity and the atomic policy/outbox step ------------------------------

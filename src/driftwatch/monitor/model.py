@@ -22,6 +22,7 @@ from driftwatch.detectors.threshold import (
     PerformanceRule,
     adjust_pvalues,
 )
+from driftwatch.events.columns import PredictionColumns
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.join import Awaiting, Joined, LabelJoin
 from driftwatch.monitor.performance import PerformanceLayout
@@ -31,7 +32,12 @@ from driftwatch.stats.ks import ks_from_counts
 from driftwatch.stats.psi import psi_from_counts
 from driftwatch.windows.count import CountWindow
 from driftwatch.windows.panes import WindowSnapshot
-from driftwatch.windows.reference import CategoricalBins, NumericalBins, ReferenceProfile
+from driftwatch.windows.reference import (
+    CategoricalBins,
+    NumericalBinner,
+    NumericalBins,
+    ReferenceProfile,
+)
 from driftwatch.windows.time import TimeWindow
 
 #: Upper bounds (seconds) of the label-delay histogram buckets.
@@ -110,6 +116,17 @@ class ModelMonitor:
         self.labels_total = 0
         self.late_events = 0
         self.missing = dict.fromkeys(spec.features, 0)
+        self._numerical = tuple(f for f, k in spec.features.items() if k == "numerical")
+        self._categorical = tuple(f for f, k in spec.features.items() if k != "numerical")
+        self._segment_columns = tuple(s.column for s in self.segments)
+        self._numerical_index = {f: k for k, f in enumerate(self._numerical)}
+        self._categorical_index = {f: k for k, f in enumerate(self._categorical)}
+        self._segment_index = {c: k for k, c in enumerate(self._segment_columns)}
+        # every numerical feature binned in one call: its slot rows, and their bins
+        self._numerical_slots = [profile.slots.index(f) for f in self._numerical]
+        self._binner = NumericalBinner(
+            [profile.features[f] for f in self._numerical]  # type: ignore[misc]
+        )
         self.fingerprint = layout_fingerprint(self)
 
     # -- predictions ------------------------------------------------------------------------
@@ -117,32 +134,42 @@ class ModelMonitor:
         return self.ingest_batch([event])
 
     def ingest_batch(self, events: Sequence[Prediction]) -> ModelMonitor:
+        """Ingest decoded :class:`Prediction` objects (the per-event form)."""
+        return self.ingest_columns(self.columns_of(events))
+
+    def columns_of(self, events: Sequence[Prediction]) -> PredictionColumns:
+        return PredictionColumns.from_events(
+            self.spec.name, self._numerical, self._categorical, self._segment_columns, events
+        )
+
+    def ingest_columns(self, cols: PredictionColumns) -> ModelMonitor:
         """Bin a batch of this model's predictions, add it to the window, join waiting labels.
 
         Everything that can fail on odd input (binning, segment lookup, timestamps) is
         computed before any state changes, so a batch that raises leaves no trace."""
-        n = len(events)
+        n = len(cols)
         if n == 0:
             return self
-        binned, missing = self._bin(events)
+        binned, missing = self._bin(cols)
         base = np.concatenate([binned, np.full((n, 1), self.count_offset)], axis=1)
         blocks = [base]
         region_of = np.zeros((n, len(self.segments)), dtype=np.int64)
         for k, seg in enumerate(self.segments):
-            local = np.fromiter(
-                (seg.local(e.segments.get(seg.column)) for e in events), np.int64, n
-            )
+            values = cols.segments[self._segment_index[seg.column]]
+            local = np.fromiter((seg.local(v) for v in values), np.int64, n)
             region_of[:, k] = seg.first_region + local
             shifted = base + (region_of[:, k] * self.region_size)[:, None]
             blocks.append(np.where(base >= 0, shifted, -1))
         bins = np.concatenate(blocks, axis=1) if len(blocks) > 1 else base
-        timestamps = np.fromiter((e.timestamp for e in events), dtype=np.float64, count=n)
+        timestamps = cols.timestamps
         waiting: list[tuple[str, Awaiting]] = []
         if self.spec.performance is not None:
             regions = [(0, *r) for r in region_of.tolist()]
+            scores = cols.score_list()
+            stamps = timestamps.tolist()
             waiting = [
-                (e.id, Awaiting(-1, e.prediction, e.score, e.timestamp, regions[i]))
-                for i, e in enumerate(events)
+                (ident, Awaiting(-1, cols.predictions[i], scores[i], stamps[i], regions[i]))
+                for i, ident in enumerate(cols.ids)
             ]
         # -- state changes from here on
         keys = self.window.add(bins, timestamps)
@@ -153,37 +180,46 @@ class ModelMonitor:
         self._forget_evicted()
         if waiting:
             batch: list[Joined] = []
+            pane_keys = keys.tolist()
             for i, (ident, w) in enumerate(waiting):
-                w.pane = int(keys[i])
+                w.pane = pane_keys[i]
                 joined = self.join.add_prediction(ident, w)
                 if joined is not None:
                     batch.append(joined)
             self._count_labels(batch)
         return self
 
-    def _bin(self, events: Sequence[Prediction]) -> tuple[np.ndarray, dict[str, int]]:
+    def _bin(self, cols: PredictionColumns) -> tuple[np.ndarray, dict[str, int]]:
         """Each event's flat bin per slot, and the missing values per feature (pure)."""
         profile = self.profile
-        bins = np.empty((len(events), len(profile.slots)), dtype=np.int64)
+        n = len(cols)
+        bins = np.empty((len(profile.slots), n), dtype=np.int64)
         missing: dict[str, int] = {}
+        if self._numerical_slots:
+            numerical = cols.numerical
+            bins[self._numerical_slots] = self._binner.bin(numerical)
+            for k, count in enumerate(np.count_nonzero(np.isnan(numerical), axis=1).tolist()):
+                if count:
+                    missing[self._numerical[k]] = count
         for j, slot in enumerate(profile.slots):
+            if slot in self._numerical_index:
+                continue
             slot_bins = profile.slot_bins(slot)
             if slot == "prediction":
-                use_score = profile.prediction_source == "score"
-                values: list[Any] = [e.score if use_score else e.prediction for e in events]
-            else:
-                values = [e.features.get(slot) for e in events]
-                count = values.count(None)
-                if count:
-                    missing[slot] = count
-            if isinstance(slot_bins, NumericalBins):
-                arr = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-                col = slot_bins.bin(arr)
-            else:
-                col = slot_bins.bin([None if v is None else str(v) for v in values])
-            col[col >= 0] += profile.offsets[j]
-            bins[:, j] = col
-        return bins, missing
+                if profile.prediction_source == "score":
+                    bins[j] = slot_bins.bin(cols.scores)  # type: ignore[arg-type]
+                elif isinstance(slot_bins, NumericalBins):
+                    bins[j] = slot_bins.bin(np.array(cols.predictions, dtype=np.float64))
+                else:
+                    bins[j] = slot_bins.bin([str(v) for v in cols.predictions])
+                continue
+            values = cols.categorical[self._categorical_index[slot]]
+            bins[j] = slot_bins.bin(values)  # type: ignore[arg-type]
+            count = values.count(None)
+            if count:
+                missing[slot] = count
+        bins += np.where(bins >= 0, profile.offsets[:-1, None][: len(profile.slots)], 0)
+        return bins.T, missing
 
     def _forget_evicted(self) -> None:
         if self.window.evicted_keys:

@@ -1,0 +1,452 @@
+"""The columnar hot path: a batch of raw records -> per-model columns of valid predictions.
+
+:func:`decode_batch` gives exactly what decoding each record with :class:`Decoder` would
+(the same valid events with the same values, the same invalid records with the same
+reasons), but without a Python object per event or per value on the common path:
+
+1. every record is parsed by ``orjson.loads`` (one ``map`` over the batch);
+2. each field is pulled out as one list per batch, checked with one ``set(map(type, ...))``
+   per column, and numbers become float64 arrays in one ``np.array`` call (``None`` ->
+   NaN: a missing value; orjson never yields a NaN, so NaN means missing and nothing else);
+3. a record that deviates from the common shape in *any* way (not bytes, too large, not
+   JSON, not an object, an unknown model, an integer id, an ISO timestamp, a value of
+   another type, a timestamp out of range ...) is handed whole to the per-event decoder,
+   which gives its exact reason, or a valid event that joins the columns at its place.
+
+So the two paths cannot disagree on what is valid: the fast path accepts only records the
+per-event rules accept, with values computed the same way (``float(int)`` and numpy's
+int -> float64 conversion both round to nearest), and everything else *is* the per-event
+path. ``tests/unit/events/test_columns.py`` checks it on random and mutated streams.
+
+One difference, by design: the wall clock (for ``max_future_seconds`` and events without
+any time) is read once per batch instead of once per record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from driftwatch.errors import InvalidEvent
+from driftwatch.events.decode import _MS, _NS, _US, Decoder, _internal
+from driftwatch.events.schema import Label, ModelSchema, Prediction, category_key
+
+FloatArray = npt.NDArray[np.float64]
+
+_NONE: type = type(None)
+_NUMBER: frozenset[type] = frozenset({float, int})
+_NUMBER_OR_NONE: frozenset[type] = frozenset({float, int, _NONE})
+_CATEGORY_OR_NONE: frozenset[type] = frozenset({str, int, float, bool, _NONE})
+_STR_OR_NONE: frozenset[type] = frozenset({str, _NONE})
+_DICT: frozenset[type] = frozenset({dict})
+
+
+@dataclass(eq=False)
+class PredictionColumns:
+    """Valid predictions of one model, as columns, in record order.
+
+    ``numerical[k]`` holds ``schema.numerical[k]`` for every event (NaN: missing);
+    ``categorical[k]`` and ``segments[k]`` hold canonical category strings or None;
+    ``predictions`` floats (regression) or category strings; ``scores`` float64 with NaN
+    for an event without a score. ``rows`` are the events' positions in the decoded batch
+    (what :class:`~driftwatch.sources.base.RecordBatch` index each came from)."""
+
+    model: str
+    ids: list[str]
+    timestamps: FloatArray
+    numerical: FloatArray  # (len(schema.numerical), n)
+    categorical: list[list[str | None]]
+    segments: list[list[str | None]]
+    predictions: list[Any]
+    scores: FloatArray
+    rows: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def score_list(self) -> list[float | None]:
+        return [None if math.isnan(s) else s for s in self.scores.tolist()]
+
+    def take(self, index: Sequence[int]) -> PredictionColumns:
+        """The events at these positions (of this object), in that order."""
+        idx = np.asarray(index, dtype=np.int64)
+        return PredictionColumns(
+            self.model,
+            [self.ids[i] for i in index],
+            self.timestamps[idx],
+            np.ascontiguousarray(self.numerical[:, idx]),
+            [[col[i] for i in index] for col in self.categorical],
+            [[col[i] for i in index] for col in self.segments],
+            [self.predictions[i] for i in index],
+            self.scores[idx],
+            [self.rows[i] for i in index] if self.rows else [],
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[PredictionColumns]) -> PredictionColumns:
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        return cls(
+            first.model,
+            list(chain.from_iterable(p.ids for p in parts)),
+            np.concatenate([p.timestamps for p in parts]),
+            np.concatenate([p.numerical for p in parts], axis=1),
+            [
+                list(chain.from_iterable(p.categorical[k] for p in parts))
+                for k in range(len(first.categorical))
+            ],
+            [
+                list(chain.from_iterable(p.segments[k] for p in parts))
+                for k in range(len(first.segments))
+            ],
+            list(chain.from_iterable(p.predictions for p in parts)),
+            np.concatenate([p.scores for p in parts]),
+            list(chain.from_iterable(p.rows for p in parts)),
+        )
+
+    @classmethod
+    def from_events(
+        cls,
+        model: str,
+        numerical: Sequence[str],
+        categorical: Sequence[str],
+        segments: Sequence[str],
+        events: Sequence[Prediction],
+        rows: Sequence[int] = (),
+    ) -> PredictionColumns:
+        """Columns of decoded :class:`Prediction` objects (the per-event path's form)."""
+        n = len(events)
+        num = np.empty((len(numerical), n), dtype=np.float64)
+        for k, name in enumerate(numerical):
+            num[k] = [math.nan if (v := e.features.get(name)) is None else v for e in events]
+        return cls(
+            model,
+            [e.id for e in events],
+            np.array([e.timestamp for e in events], dtype=np.float64),
+            num,
+            [[e.features.get(name) for e in events] for name in categorical],  # type: ignore[misc]
+            [[e.segments.get(name) for e in events] for name in segments],
+            [e.prediction for e in events],
+            np.array([math.nan if e.score is None else e.score for e in events], np.float64),
+            list(rows),
+        )
+
+    @classmethod
+    def empty(cls, schema: ModelSchema) -> PredictionColumns:
+        return cls.from_events(
+            schema.name, schema.numerical, schema.categorical, schema.segments, []
+        )
+
+
+@dataclass
+class DecodedBatch:
+    """What :func:`decode_batch` found: valid predictions per model, labels (only when
+    ``mixed``), and invalid records; positions index the input sequence."""
+
+    columns: dict[str, PredictionColumns]
+    labels: list[tuple[int, Label]]
+    invalid: list[tuple[int, InvalidEvent]]
+
+
+def _from_epoch(seconds: FloatArray) -> FloatArray:
+    """:func:`driftwatch.events.decode._from_epoch`, vectorised (the same divisions)."""
+    return np.where(
+        seconds >= _MS,
+        np.where(
+            seconds >= _NS, seconds / 1e9, np.where(seconds >= _US, seconds / 1e6, seconds / 1e3)
+        ),
+        seconds,
+    )
+
+
+def _parse(values: Sequence[Any], max_bytes: int) -> tuple[list[Any], list[int], list[int]]:
+    """orjson-parse every record that is plain bytes of an accepted size: (objects, their
+    positions, positions left to the per-event decoder)."""
+    try:
+        if set(map(type, values)) <= {bytes} and max(map(len, values), default=0) <= max_bytes:
+            return list(map(orjson.loads, values)), list(range(len(values))), []
+    except orjson.JSONDecodeError:
+        pass
+    objs: list[Any] = []
+    pos: list[int] = []
+    slow: list[int] = []
+    loads = orjson.loads
+    for i, raw in enumerate(values):
+        if type(raw) is not bytes or len(raw) > max_bytes:
+            slow.append(i)
+            continue
+        try:
+            objs.append(loads(raw))
+        except orjson.JSONDecodeError:
+            slow.append(i)
+            continue
+        pos.append(i)
+    return objs, pos, slow
+
+
+def _bad_where(values: list[Any], ok: frozenset[type]) -> set[int]:
+    return {j for j, v in enumerate(values) if type(v) not in ok}
+
+
+def _categories(values: list[Any], bad: set[int]) -> list[str | None]:
+    """Canonical category strings (``_category``); rows with another type join ``bad``."""
+    kinds = set(map(type, values))
+    if kinds <= _STR_OR_NONE:
+        return values
+    if not kinds <= _CATEGORY_OR_NONE:
+        bad |= _bad_where(values, _CATEGORY_OR_NONE)
+        values = [v if type(v) in _CATEGORY_OR_NONE else None for v in values]
+    if bool in kinds:  # True == 1 as a dict key: convert one by one
+        return [v if v is None or type(v) is str else category_key(v) for v in values]
+    # Equal numbers (1, 1.0) have the same key, so one conversion per distinct value.
+    table = {v: v if v is None or type(v) is str else category_key(v) for v in set(values)}
+    return list(map(table.__getitem__, values))
+
+
+class _ModelColumns:
+    """Builds one model's columns from its parsed objects (the fast path proper)."""
+
+    def __init__(self, decoder: Decoder, schema: ModelSchema, now: float) -> None:
+        self.decoder = decoder
+        self.schema = schema
+        self.now = now
+        names = schema.numerical
+        self.getter = itemgetter(*names) if len(names) > 1 else None
+
+    def build(
+        self, objs: list[dict[str, Any]], times: list[float]
+    ) -> tuple[PredictionColumns, set[int]]:
+        """Columns of ``objs`` and the set of their indices the fast path does not accept
+        (their values in the columns are placeholders, to be dropped)."""
+        schema, decoder = self.schema, self.decoder
+        bad: set[int] = set()
+
+        ids: list[Any] = [o.get("id") for o in objs]
+        limit = decoder.max_id_length
+        if not (
+            set(map(type, ids)) <= {str}
+            and min(map(len, ids), default=1) > 0
+            and max(map(len, ids), default=0) <= limit
+        ):
+            bad |= {j for j, v in enumerate(ids) if type(v) is not str or not 0 < len(v) <= limit}
+
+        stamps = self._timestamps(objs, times, bad)
+
+        feats: list[Any] = [o.get("features") for o in objs]
+        if not set(map(type, feats)) <= {dict}:
+            odd = _bad_where(feats, _DICT)
+            bad |= odd
+            feats = [{} if j in odd else f for j, f in enumerate(feats)]
+
+        numerical = self._numerical(feats, bad)
+        categorical = [_categories([f.get(c) for f in feats], bad) for c in schema.categorical]
+        segments = [_categories([f.get(c) for f in feats], bad) for c in schema.segments]
+
+        predictions, scores = self._targets(objs, bad)
+
+        cols = PredictionColumns(
+            schema.name,
+            ids,
+            stamps,
+            numerical,
+            categorical,
+            segments,
+            predictions,
+            scores,
+        )
+        return cols, bad
+
+    def _targets(self, objs: list[dict[str, Any]], bad: set[int]) -> tuple[list[Any], FloatArray]:
+        """Predictions (``_target``) and scores (NaN: none); odd ones join ``bad``."""
+        schema = self.schema
+        preds = [o.get("prediction") for o in objs]
+        predictions: list[Any]
+        if schema.task == "regression":
+            if not set(map(type, preds)) <= _NUMBER:
+                odd = _bad_where(preds, _NUMBER)
+                bad |= odd
+                preds = [0.0 if j in odd else v for j, v in enumerate(preds)]
+            predictions = np.array(preds, dtype=np.float64).tolist()
+        else:
+            odd = {j for j, v in enumerate(preds) if v is None}
+            bad |= odd
+            predictions = _categories(preds, bad)
+
+        raw_scores = [o.get("score") for o in objs]
+        if not set(map(type, raw_scores)) <= _NUMBER_OR_NONE:
+            odd = _bad_where(raw_scores, _NUMBER_OR_NONE)
+            bad |= odd
+            raw_scores = [None if j in odd else v for j, v in enumerate(raw_scores)]
+        scores = np.array(raw_scores, dtype=np.float64)
+
+        return predictions, scores
+
+    def _timestamps(
+        self, objs: list[dict[str, Any]], times: list[float], bad: set[int]
+    ) -> FloatArray:
+        """Each event's time (``Decoder._timestamp``); out-of-range ones join ``bad``."""
+        decoder = self.decoder
+        raw_ts = [o.get("timestamp") for o in objs]
+        if not set(map(type, raw_ts)) <= _NUMBER_OR_NONE:
+            odd = _bad_where(raw_ts, _NUMBER_OR_NONE)
+            bad |= odd
+            raw_ts = [None if j in odd else v for j, v in enumerate(raw_ts)]
+        stamps = _from_epoch(np.array(raw_ts, dtype=np.float64))
+        absent = np.isnan(stamps)
+        checked = ~absent
+        if absent.any():
+            record = np.array(times, dtype=np.float64)
+            has_time = absent & (record > 0)  # `not default > 0` (NaN too) -> the wall clock
+            stamps = np.where(absent, np.where(has_time, _from_epoch(record), self.now), stamps)
+            checked |= has_time
+        with np.errstate(invalid="ignore"):
+            in_range = (decoder.min_timestamp <= stamps) & (
+                stamps <= self.now + decoder.max_future_seconds
+            )
+        out_of_range = checked & ~in_range
+        if out_of_range.any():
+            bad |= set(np.flatnonzero(out_of_range).tolist())
+        return stamps
+
+    def _numerical(self, feats: list[dict[str, Any]], bad: set[int]) -> FloatArray:
+        names = self.schema.numerical
+        if not names:
+            return np.empty((0, len(feats)), dtype=np.float64)
+        rows: list[Any]
+        if self.getter is None:
+            rows = [(f.get(names[0]),) for f in feats]
+        else:
+            try:
+                rows = list(map(self.getter, feats))
+            except KeyError:  # some event lacks a feature: a missing value, still valid
+                rows = [tuple(map(f.get, names)) for f in feats]
+        if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_OR_NONE:
+            blank = (None,) * len(names)
+            for j, row in enumerate(rows):
+                if not set(map(type, row)) <= _NUMBER_OR_NONE:
+                    bad.add(j)
+                    rows[j] = blank
+        return np.ascontiguousarray(np.array(rows, dtype=np.float64).T)
+
+
+def decode_batch(
+    decoder: Decoder,
+    values: Sequence[bytes | None],
+    times: Sequence[float],
+    *,
+    mixed: bool = False,
+) -> DecodedBatch:
+    """Decode a batch of prediction records (``mixed``: predictions and labels told apart
+    by their fields, like :meth:`Decoder.event`). ``times`` are the records' own times
+    (seconds), the default for events without a ``timestamp``. Total: never raises."""
+    now = decoder.clock()
+    objs, pos, slow = _parse(values, decoder.max_bytes)
+
+    groups: dict[str, list[int]] = {}
+    models = [o.get("model") if type(o) is dict else None for o in objs]
+    if mixed:  # labels take the per-event path
+        for k, o in enumerate(objs):
+            if type(o) is dict and "label" in o and "prediction" not in o:
+                models[k] = None
+    try:
+        distinct = set(models)
+    except TypeError:  # an unhashable "model": sorted out per record below
+        distinct = {object()}
+    only = next(iter(distinct)) if len(distinct) == 1 else None
+    if type(only) is str and only in decoder.schemas and set(map(type, objs)) <= {dict}:
+        groups[only] = list(range(len(objs)))
+    else:
+        for k, m in enumerate(models):
+            if type(m) is str and m in decoder.schemas and type(objs[k]) is dict:
+                groups.setdefault(m, []).append(k)
+            else:
+                slow.append(pos[k])
+
+    columns: dict[str, PredictionColumns] = {}
+    for model, members in groups.items():
+        schema = decoder.schemas[model]
+        group_objs = objs if len(members) == len(objs) else [objs[k] for k in members]
+        rows = [pos[k] for k in members]
+        cols, bad = _ModelColumns(decoder, schema, now).build(group_objs, [times[i] for i in rows])
+        cols.rows = rows
+        if bad:
+            slow.extend(rows[j] for j in bad)
+            cols = cols.take([j for j in range(len(rows)) if j not in bad])
+        columns[model] = cols
+
+    labels: list[tuple[int, Label]] = []
+    invalid: list[tuple[int, InvalidEvent]] = []
+    if slow:
+        _decode_slow(decoder, values, times, sorted(slow), mixed, columns, labels, invalid)
+    return DecodedBatch(columns, labels, invalid)
+
+
+def decode_each(
+    decoder: Decoder,
+    values: Sequence[bytes | None],
+    times: Sequence[float],
+    *,
+    mixed: bool = False,
+) -> DecodedBatch:
+    """:func:`decode_batch` done record by record with the per-event decoder only."""
+    columns: dict[str, PredictionColumns] = {}
+    labels: list[tuple[int, Label]] = []
+    invalid: list[tuple[int, InvalidEvent]] = []
+    _decode_slow(decoder, values, times, list(range(len(values))), mixed, columns, labels, invalid)
+    return DecodedBatch(columns, labels, invalid)
+
+
+def _decode_slow(
+    decoder: Decoder,
+    values: Sequence[bytes | None],
+    times: Sequence[float],
+    positions: list[int],
+    mixed: bool,
+    columns: dict[str, PredictionColumns],
+    labels: list[tuple[int, Label]],
+    invalid: list[tuple[int, InvalidEvent]],
+) -> None:
+    """The per-event decoder on the records the fast path passed over; valid predictions
+    join their model's columns at their place in record order."""
+    extra: dict[str, list[tuple[int, Prediction]]] = {}
+    for i in positions:
+        try:
+            if mixed:
+                event = decoder.event(values[i], times[i])
+            else:
+                event = decoder.prediction(values[i], times[i])
+        except InvalidEvent as exc:
+            invalid.append((i, exc))
+            continue
+        except Exception as exc:  # the decoder is total; this is the last line of defence
+            invalid.append((i, _internal(exc)))
+            continue
+        if isinstance(event, Label):
+            labels.append((i, event))
+        else:
+            extra.setdefault(event.model, []).append((i, event))
+    for model, found in extra.items():
+        schema = decoder.schemas[model]
+        more = PredictionColumns.from_events(
+            model,
+            schema.numerical,
+            schema.categorical,
+            schema.segments,
+            [e for _, e in found],
+            [i for i, _ in found],
+        )
+        have = columns.get(model)
+        if have is None or not len(have):
+            columns[model] = more
+            continue
+        merged = PredictionColumns.concat([have, more])
+        columns[model] = merged.take(np.argsort(merged.rows, kind="stable").tolist())
