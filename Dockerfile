@@ -7,8 +7,9 @@ WORKDIR /src
 RUN python -m venv /opt/driftwatch
 COPY pyproject.toml README.md ./
 COPY src ./src
-# runtime dependencies only (+ Parquet references); no test or demo extras
-RUN /opt/driftwatch/bin/pip install ".[parquet]"
+# runtime dependencies (+ Parquet references, + confluent-kafka for kafka.library: confluent);
+# no test or demo extras. confluent-kafka ships manylinux wheels with librdkafka inside.
+RUN /opt/driftwatch/bin/pip install ".[parquet,fast]"
 
 FROM python:3.11-slim-bookworm
 LABEL org.opencontainers.image.title="driftwatch" \

@@ -31,6 +31,7 @@ integration: $(BIN)/driftwatch
 	$(BIN)/pytest -q tests/integration
 
 bench: $(BIN)/driftwatch          ## prints the benchmark table (numbers in README.md)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
