@@ -50,6 +50,12 @@ from driftwatch.state.checkpoint import ModelState
 
 log = logging.getLogger(__name__)
 
+#: Records decoded at once. The parsed JSON of a chunk stays in the CPU caches while its
+#: columns are pulled out: measured at 20 features, 500-1,000 records decode ~1.7x faster
+#: per record than 5,000 (whose parsed objects spill out of cache); the columns of all the
+#: chunks of a poll are then ingested together.
+DECODE_CHUNK = 500
+
 
 @dataclass
 class ModelAlerts:
@@ -191,25 +197,12 @@ class Pipeline:
         now = time.time() if now is None else now
         predictions: dict[str, list[tuple[PredictionColumns, RecordBatch]]] = defaultdict(list)
         labels: dict[str, list[tuple[Label, Record]]] = defaultdict(list)
-        router = self.router
-        for batch in batches:
-            if not mixed and batch.topic == self.label_topic:
-                self._decode_labels(batch, labels)
+        for whole in batches:
+            if not mixed and whole.topic == self.label_topic:
+                self._decode_labels(whole, labels)
                 continue
-            decoded = self._decode_batch(batch, mixed)
-            for i, exc in decoded.invalid:
-                self._invalid(batch.record(i), exc.reason, exc.detail)
-            for i, label in decoded.labels:
-                if router is not None and router(label.model) != batch.partition:
-                    self._wrong_partition(batch.record(i), label.model)
-                else:
-                    labels[label.model].append((label, batch.record(i)))
-            for model, cols in decoded.columns.items():
-                if router is not None and router(model) != batch.partition:
-                    for i in cols.rows:
-                        self._wrong_partition(batch.record(i), model)
-                elif len(cols):
-                    predictions[model].append((cols, batch))
+            for batch in whole.chunks(DECODE_CHUNK):
+                self._decode_chunk(batch, mixed, predictions, labels)
         applied = 0
         for model, parts in predictions.items():
             applied += self._guarded_columns(model, parts)
@@ -218,6 +211,29 @@ class Pipeline:
         if labels:
             self._label_telemetry()
         return applied
+
+    def _decode_chunk(
+        self,
+        batch: RecordBatch,
+        mixed: bool,
+        predictions: dict[str, list[tuple[PredictionColumns, RecordBatch]]],
+        labels: dict[str, list[tuple[Label, Record]]],
+    ) -> None:
+        router = self.router
+        decoded = self._decode_batch(batch, mixed)
+        for i, exc in decoded.invalid:
+            self._invalid(batch.record(i), exc.reason, exc.detail)
+        for i, label in decoded.labels:
+            if router is not None and router(label.model) != batch.partition:
+                self._wrong_partition(batch.record(i), label.model)
+            else:
+                labels[label.model].append((label, batch.record(i)))
+        for model, cols in decoded.columns.items():
+            if router is not None and router(model) != batch.partition:
+                for i in cols.rows:
+                    self._wrong_partition(batch.record(i), model)
+            elif len(cols):
+                predictions[model].append((cols, batch))
 
     def _decode_batch(self, batch: RecordBatch, mixed: bool) -> DecodedBatch:
         try:

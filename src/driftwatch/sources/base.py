@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -94,6 +94,22 @@ class RecordBatch:
         """The offset after the last record (the position once it is applied)."""
         return self.offsets[-1] + 1
 
+    def chunks(self, size: int) -> list[RecordBatch]:
+        """This batch cut into consecutive batches of at most ``size`` records."""
+        if len(self) <= size:
+            return [self]
+        return [
+            RecordBatch(
+                self.topic,
+                self.partition,
+                self.offsets[i : i + size],
+                self.keys[i : i + size],
+                self.values[i : i + size],
+                self.timestamps[i : i + size],
+            )
+            for i in range(0, len(self), size)
+        ]
+
     def record(self, i: int) -> Record:
         return Record(
             self.topic,
@@ -121,3 +137,30 @@ def batches_of(records: Sequence[Record]) -> list[RecordBatch]:
         current.values.append(r.value)
         current.timestamps.append(r.timestamp)
     return out
+
+
+class Consumer(Protocol):
+    """What the daemon needs of a Kafka consumer, whichever library it wraps
+    (:class:`~driftwatch.sources.kafka.KafkaSource` or
+    :class:`~driftwatch.sources.confluent.ConfluentSource`)."""
+
+    def poll(self, timeout_seconds: float) -> list[RecordBatch]: ...
+
+    def rebalances(self) -> list[tuple[str, frozenset[tuple[str, int]]]]: ...
+
+    def partitions(self, topic: str) -> int | None: ...
+
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
+
+    def position(self, topic: str, partition: int) -> int: ...
+
+    def commit(
+        self, offsets: Mapping[tuple[str, int], int], timeout_seconds: float = 2.0
+    ) -> bool: ...
+
+    def broker_contact_age(self) -> float | None: ...
+
+    @property
+    def session_timeout_seconds(self) -> float: ...
+
+    def close(self) -> None: ...

@@ -374,3 +374,17 @@ def test_columnar_and_per_event_pipelines_leave_the_same_state(
     assert sorted(fast_dlq) == sorted(slow_dlq)
     for name in fast.monitors:
         assert len(fast.monitors[name].join.labels) == len(slow.monitors[name].join.labels)
+
+
+def test_a_poll_larger_than_the_decode_chunk_is_decoded_in_chunks_alike(tmp_path, monkeypatch):
+    from driftwatch import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "DECODE_CHUNK", 16)
+    fast, slow, fast_dlq, slow_dlq = _pipelines(tmp_path, {"events": 100})
+    preds, labels = _stream(7, 300, 0.3)
+    merged = sorted(preds + labels, key=lambda r: (r.timestamp, r.topic))
+    for start in range(0, len(merged), 250):  # polls of 250 records: 16 chunks each
+        fast.apply(merged[start : start + 250], now=10_000.0 + start)
+        slow.apply_events(merged[start : start + 250], now=10_000.0 + start)
+    assert _state(fast) == _state(slow)
+    assert sorted(fast_dlq) == sorted(slow_dlq) and len(fast_dlq) > 10
