@@ -86,9 +86,9 @@ def check_config(path: Path) -> int:
 
     try:
         cfg = load_config(path)
-        from driftwatch.sources.kafka import check_client_options
+        from driftwatch.sources.clients import client_problems
 
-        problems = check_client_options(cfg.kafka.client)
+        problems = client_problems(cfg.kafka)
         if problems:
             raise ConfigError(problems)
         webhook_targets(cfg)  # secrets, tokens: set and usable, as `run` requires

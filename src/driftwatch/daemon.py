@@ -40,12 +40,11 @@ from driftwatch.sinks.http import HttpEndpoints
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.prometheus import PrometheusExporter
 from driftwatch.sinks.webhook import WebhookSender
-from driftwatch.sources.base import RecordBatch
+from driftwatch.sources.base import Consumer, RecordBatch
+from driftwatch.sources.clients import client_problems, make_consumer, producer_options
 from driftwatch.sources.kafka import (
     KafkaDeadLetters,
-    KafkaSource,
     KafkaStateStore,
-    check_client_options,
 )
 from driftwatch.state.checkpoint import CheckpointStore, FileStore
 
@@ -62,7 +61,7 @@ def misfire_grace(seconds: float) -> int:
 
 class Daemon:
     def __init__(self, config: Config, on_ready: Callable[[Daemon], None] | None = None) -> None:
-        problems = check_client_options(config.kafka.client)
+        problems = client_problems(config.kafka)
         if problems:
             raise ConfigError(problems)
         self.config = config
@@ -84,7 +83,7 @@ class Daemon:
         self.assignment_view: tuple[str, ...] = ()
         self.joined = False
         self.partitions: Partitions | None = None
-        self.source: KafkaSource | None = None
+        self.source: Consumer | None = None
         self.checkpointer: Checkpointer | None = None
         self._closers: list[Callable[[], None]] = []
         self.broker_down_since: float | None = None
@@ -191,7 +190,9 @@ class Daemon:
     def _store(self) -> CheckpointStore:
         cfg = self.config
         if cfg.state.backend == "kafka":
-            store = KafkaStateStore(cfg.kafka.bootstrap_servers, cfg.state.topic, cfg.kafka.client)
+            store = KafkaStateStore(
+                cfg.kafka.bootstrap_servers, cfg.state.topic, producer_options(cfg.kafka)
+            )
             self._closers.append(store.close)
             return store
         return FileStore(cfg.state.path / "checkpoints")
@@ -211,20 +212,16 @@ class Daemon:
             self.dead_letters = KafkaDeadLetters(
                 cfg.kafka.bootstrap_servers,
                 cfg.kafka.dead_letter_topic,
-                cfg.kafka.client,
+                producer_options(cfg.kafka),
                 cfg.kafka.max_event_bytes,
             )
             self.pipeline.attach_dead_letters(self.dead_letters)
-        self.source = source = KafkaSource(
-            cfg.kafka.bootstrap_servers,
-            cfg.kafka.group_id,
+        self.source = source = make_consumer(
+            cfg.kafka,
             [
                 cfg.kafka.prediction_topic,
                 *([cfg.kafka.label_topic] if cfg.kafka.label_topic else []),
             ],
-            cfg.kafka.client,
-            cfg.kafka.max_poll_records,
-            cfg.kafka.max_event_bytes,
         )
         self.partitions = partitions = Partitions(
             self.pipeline,
@@ -282,7 +279,7 @@ class Daemon:
         return 0
 
     def _rebalanced(
-        self, source: KafkaSource, partitions: Partitions, batch: list[RecordBatch]
+        self, source: Consumer, partitions: Partitions, batch: list[RecordBatch]
     ) -> set[int]:
         restored: set[int] = set()
         for kind, parts in source.rebalances():

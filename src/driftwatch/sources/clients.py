@@ -1,0 +1,94 @@
+"""``kafka.library``: the one place that picks the consumer and checks ``kafka.client``.
+
+driftwatch's own producers (dead letters, the state topic) always use kafka-python: they
+are off the hot path. With ``library: confluent``, ``kafka.client`` holds librdkafka
+options; the connection and security ones among them are translated for those producers
+(:data:`PRODUCER_KEYS`), so a SASL/TLS cluster needs them written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from driftwatch.config import KafkaConfig
+from driftwatch.sources.base import Consumer
+
+#: librdkafka option -> kafka-python option, for driftwatch's kafka-python producers
+#: when ``library: confluent``. Other librdkafka options tune the consumer only.
+PRODUCER_KEYS = {
+    "client.id": "client_id",
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.mechanisms": "sasl_mechanism",
+    "sasl.username": "sasl_plain_username",
+    "sasl.password": "sasl_plain_password",
+    "ssl.ca.location": "ssl_cafile",
+    "ssl.certificate.location": "ssl_certfile",
+    "ssl.key.location": "ssl_keyfile",
+    "ssl.key.password": "ssl_password",
+    "ssl.crl.location": "ssl_crlfile",
+}
+_UPPER = {"security_protocol", "sasl_mechanism"}
+
+FAST_EXTRA = (
+    "kafka.library: confluent needs the extra driftwatch[fast] (pip install 'driftwatch[fast]')"
+)
+
+
+def client_problems(kafka: KafkaConfig) -> list[str]:
+    """Problems with ``kafka.client`` for the chosen library, each naming its key."""
+    if kafka.library == "confluent":
+        try:
+            from driftwatch.sources.confluent import check_client_options as check_confluent
+        except ImportError:
+            return [f"kafka.library: {FAST_EXTRA}"]
+        return check_confluent(kafka.client)
+    from driftwatch.sources.kafka import check_client_options
+
+    return check_client_options(kafka.client)
+
+
+def producer_options(kafka: KafkaConfig) -> dict[str, Any]:
+    """kafka-python options for driftwatch's own producers."""
+    if kafka.library != "confluent":
+        return dict(kafka.client)
+    return _translate(kafka.client)
+
+
+def _translate(options: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        name = PRODUCER_KEYS.get(key)
+        if name is not None:
+            out[name] = str(value).upper() if name in _UPPER else value
+        elif key == "ssl.endpoint.identification.algorithm":
+            out["ssl_check_hostname"] = str(value).lower() != "none"
+    return out
+
+
+def make_consumer(kafka: KafkaConfig, topics: list[str]) -> Consumer:
+    """The configured library's consumer, subscribed to ``topics``."""
+    if kafka.library == "confluent":
+        try:
+            from driftwatch.sources.confluent import ConfluentSource
+        except ImportError as exc:
+            raise ImportError(FAST_EXTRA) from exc
+        return ConfluentSource(
+            kafka.bootstrap_servers,
+            kafka.group_id,
+            topics,
+            kafka.client,
+            kafka.max_poll_records,
+            kafka.max_event_bytes,
+        )
+    from driftwatch.sources.kafka import KafkaSource
+
+    return KafkaSource(
+        kafka.bootstrap_servers,
+        kafka.group_id,
+        topics,
+        kafka.client,
+        kafka.max_poll_records,
+        kafka.max_event_bytes,
+    )
