@@ -88,6 +88,7 @@ def test_a_failing_batch_decoder_falls_back_to_decoding_each_record(tmp_path, mo
             raise RecursionError("injected")
         return real(raw, ts, **kw)
 
+    monkeypatch.setattr(columns._Typed, "decode", broken)
     monkeypatch.setattr(columns._ModelColumns, "build", broken)
     monkeypatch.setattr(pipe.decoder, "prediction", flaky)
     assert pipe.apply(records(events(1, 10))) == 9

@@ -25,12 +25,13 @@ any time) is read once per batch instead of once per record.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, Union, cast
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -47,6 +48,8 @@ _NUMBER_OR_NONE: frozenset[type] = frozenset({float, int, _NONE})
 _CATEGORY_OR_NONE: frozenset[type] = frozenset({str, int, float, bool, _NONE})
 _STR_OR_NONE: frozenset[type] = frozenset({str, _NONE})
 _DICT: frozenset[type] = frozenset({dict})
+#: The integers orjson returns as ``int`` (beyond them: ``float``).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
 @dataclass(eq=False)
@@ -227,19 +230,12 @@ class _ModelColumns:
     ) -> tuple[PredictionColumns, set[int]]:
         """Columns of ``objs`` and the set of their indices the fast path does not accept
         (their values in the columns are placeholders, to be dropped)."""
-        schema, decoder = self.schema, self.decoder
+        schema = self.schema
         bad: set[int] = set()
 
         ids: list[Any] = [o.get("id") for o in objs]
-        limit = decoder.max_id_length
-        if not (
-            set(map(type, ids)) <= {str}
-            and min(map(len, ids), default=1) > 0
-            and max(map(len, ids), default=0) <= limit
-        ):
-            bad |= {j for j, v in enumerate(ids) if type(v) is not str or not 0 < len(v) <= limit}
-
-        stamps = self._timestamps(objs, times, bad)
+        self.check_ids(ids, bad)
+        stamps = self.timestamps([o.get("timestamp") for o in objs], times, bad)
 
         feats: list[Any] = [o.get("features") for o in objs]
         if not set(map(type, feats)) <= {dict}:
@@ -251,7 +247,9 @@ class _ModelColumns:
         categorical = [_categories([f.get(c) for f in feats], bad) for c in schema.categorical]
         segments = [_categories([f.get(c) for f in feats], bad) for c in schema.segments]
 
-        predictions, scores = self._targets(objs, bad)
+        predictions, scores = self.targets(
+            [o.get("prediction") for o in objs], [o.get("score") for o in objs], bad
+        )
 
         cols = PredictionColumns(
             schema.name,
@@ -265,10 +263,21 @@ class _ModelColumns:
         )
         return cols, bad
 
-    def _targets(self, objs: list[dict[str, Any]], bad: set[int]) -> tuple[list[Any], FloatArray]:
+    def check_ids(self, ids: list[Any], bad: set[int]) -> None:
+        """Ids that are not strings of 1 to ``max_id_length`` characters join ``bad``."""
+        limit = self.decoder.max_id_length
+        if not (
+            set(map(type, ids)) <= {str}
+            and min(map(len, ids), default=1) > 0
+            and max(map(len, ids), default=0) <= limit
+        ):
+            bad |= {j for j, v in enumerate(ids) if type(v) is not str or not 0 < len(v) <= limit}
+
+    def targets(
+        self, preds: list[Any], raw_scores: list[Any], bad: set[int]
+    ) -> tuple[list[Any], FloatArray]:
         """Predictions (``_target``) and scores (NaN: none); odd ones join ``bad``."""
         schema = self.schema
-        preds = [o.get("prediction") for o in objs]
         predictions: list[Any]
         if schema.task == "regression":
             if not set(map(type, preds)) <= _NUMBER:
@@ -279,9 +288,17 @@ class _ModelColumns:
         else:
             odd = {j for j, v in enumerate(preds) if v is None}
             bad |= odd
+            kinds = set(map(type, preds))
+            if int in kinds:  # orjson reads integers beyond 64 bits as floats
+                ints = preds if kinds == {int} else [v for v in preds if type(v) is int]
+                if min(ints) < _INT_MIN or max(ints) > _INT_MAX:
+                    bad |= {
+                        j
+                        for j, v in enumerate(preds)
+                        if type(v) is int and not _INT_MIN <= v <= _INT_MAX
+                    }
             predictions = _categories(preds, bad)
 
-        raw_scores = [o.get("score") for o in objs]
         if not set(map(type, raw_scores)) <= _NUMBER_OR_NONE:
             odd = _bad_where(raw_scores, _NUMBER_OR_NONE)
             bad |= odd
@@ -290,12 +307,9 @@ class _ModelColumns:
 
         return predictions, scores
 
-    def _timestamps(
-        self, objs: list[dict[str, Any]], times: list[float], bad: set[int]
-    ) -> FloatArray:
+    def timestamps(self, raw_ts: list[Any], times: list[float], bad: set[int]) -> FloatArray:
         """Each event's time (``Decoder._timestamp``); out-of-range ones join ``bad``."""
         decoder = self.decoder
-        raw_ts = [o.get("timestamp") for o in objs]
         if not set(map(type, raw_ts)) <= _NUMBER_OR_NONE:
             odd = _bad_where(raw_ts, _NUMBER_OR_NONE)
             bad |= odd
@@ -338,6 +352,182 @@ class _ModelColumns:
         return np.ascontiguousarray(np.array(rows, dtype=np.float64).T)
 
 
+# -- the typed tier ---------------------------------------------------------------------
+
+#: A tag no model can have (model names start with a letter or digit): with it the models'
+#: event types always form a tagged union, whose decoder requires the ``model`` field.
+_NO_MODEL = "\x00"
+
+
+class _Typed:
+    """msgspec decoders for records of *exactly* a model's shape: the keys ``model``,
+    ``id`` (a string), ``features`` (an object of the model's features only, numbers or
+    null for numerical ones, strings or null for categorical ones), ``prediction`` (a
+    number for regression; an integer or a string for classification), and optional
+    ``timestamp`` (a number) and ``score`` (a number). Types are checked in C while
+    parsing, so no per-value check is left to do in Python.
+
+    Anything else fails here and takes the orjson tier: unknown keys (msgspec skips
+    them without checking their UTF-8 or number range as orjson does), another type,
+    a missing key. What msgspec accepts and orjson reads differently is checked after:
+    integers beyond 64 bits (orjson: floats), ids, time range."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+        self.models: dict[type, _ModelShape] = {}
+        types: list[Any] = []
+        for i, schema in enumerate(decoder.schemas.values()):
+            shape = _ModelShape(schema, i)
+            self.models[shape.event] = shape
+            types.append(shape.event)
+        types.append(
+            msgspec.defstruct("NoModel", [], tag_field="model", tag=_NO_MODEL, kw_only=True)
+        )
+        self.decode_one = msgspec.json.Decoder(Union[tuple(types)]).decode  # noqa: UP007
+
+    def decode(
+        self,
+        values: Sequence[bytes | None],
+        times: Sequence[float],
+        now: float,
+        parts: dict[str, list[PredictionColumns]],
+        slow: list[int],
+    ) -> list[int]:
+        """Decode what this tier can into ``parts`` (rows off by a check into ``slow``);
+        returns the positions it could not decode."""
+        decode = self.decode_one
+        # any failure (DecodeError; RecursionError on deep nesting) leaves the record to
+        # the next tier, which gives it its reason
+        error = Exception
+        pending: list[int] = []
+        try:
+            if not set(map(type, values)) <= {bytes}:
+                raise TypeError
+            events = list(map(decode, cast("Sequence[bytes]", values)))
+            pos: list[int] = list(range(len(values)))
+        except error:
+            events, pos = [], []
+            for i, raw in enumerate(values):
+                if type(raw) is not bytes:
+                    pending.append(i)
+                    continue
+                try:
+                    events.append(decode(raw))
+                    pos.append(i)
+                except error:
+                    pending.append(i)
+        if not events:
+            return pending
+        kinds = list(map(type, events))
+        distinct = set(kinds)
+        for kind in distinct:
+            shape = self.models.get(kind)
+            if shape is None:  # the NoModel tag: cannot be sent, but is not a model
+                pending.extend(p for p, k in zip(pos, kinds, strict=True) if k is kind)
+                continue
+            if len(distinct) == 1:
+                members, rows = events, pos
+            else:
+                index = [j for j, k in enumerate(kinds) if k is kind]
+                members, rows = [events[j] for j in index], [pos[j] for j in index]
+            cols, bad = shape.columns(self.decoder, members, [times[i] for i in rows], now)
+            cols.rows = rows
+            if bad:
+                slow.extend(rows[j] for j in bad)
+                cols = cols.take([j for j in range(len(rows)) if j not in bad])
+            if len(cols):
+                parts.setdefault(shape.schema.name, []).append(cols)
+        return sorted(pending) if len(distinct) > 1 else pending
+
+
+class _ModelShape:
+    """One model's event type for :class:`_Typed`, and how to read its columns."""
+
+    def __init__(self, schema: ModelSchema, index: int) -> None:
+        self.schema = schema
+        numerical = schema.numerical
+        strings = tuple(dict.fromkeys(schema.categorical + schema.segments))
+        self.numerical = (
+            attrgetter(*(f"n{k}" for k in range(len(numerical)))) if numerical else None
+        )
+        self.strings = {f: attrgetter(f"c{k}") for k, f in enumerate(strings)}
+        if set(numerical) & set(schema.segments):
+            # a numerical segment column is also read as a category: not this tier's case
+            # (an event type whose tag no record can carry)
+            self.event = msgspec.defstruct(
+                f"Never{index}", [], tag_field="model", tag=_NO_MODEL + schema.name, kw_only=True
+            )
+            return
+        fields: list[tuple[str, Any, Any]] = [
+            (f"n{k}", float | None, None) for k in range(len(numerical))
+        ]
+        fields += [(f"c{k}", str | None, None) for k in range(len(strings))]
+        rename = {f"n{k}": f for k, f in enumerate(numerical)}
+        rename |= {f"c{k}": f for k, f in enumerate(strings)}
+        features = msgspec.defstruct(
+            f"Features{index}", fields, rename=rename, kw_only=True, forbid_unknown_fields=True
+        )
+        target: Any = float if schema.task == "regression" else int | str
+        self.event = msgspec.defstruct(
+            f"Event{index}",
+            [
+                ("id", str),
+                ("features", features),
+                ("prediction", target),
+                ("timestamp", float | None, None),
+                ("score", float | None, None),
+            ],
+            tag_field="model",
+            tag=schema.name,
+            kw_only=True,
+            forbid_unknown_fields=True,
+        )
+
+    def columns(
+        self, decoder: Decoder, events: list[Any], times: list[float], now: float
+    ) -> tuple[PredictionColumns, set[int]]:
+        schema = self.schema
+        reader = _ModelColumns(decoder, schema, now)
+        bad: set[int] = set()
+        ids = list(map(_ID, events))
+        reader.check_ids(ids, bad)
+        stamps = reader.timestamps(list(map(_TIMESTAMP, events)), times, bad)
+        feats = list(map(_FEATURES, events))
+        n = len(events)
+        if self.numerical is None:
+            numerical = np.empty((0, n), dtype=np.float64)
+        else:
+            rows = list(map(self.numerical, feats))
+            matrix = np.array(rows, dtype=np.float64).reshape(n, -1)
+            numerical = np.ascontiguousarray(matrix.T)
+        categorical = [list(map(self.strings[c], feats)) for c in schema.categorical]
+        segments = [list(map(self.strings[c], feats)) for c in schema.segments]
+        predictions, scores = reader.targets(
+            list(map(_PREDICTION, events)), list(map(_SCORE, events)), bad
+        )
+        cols = PredictionColumns(
+            schema.name, ids, stamps, numerical, categorical, segments, predictions, scores
+        )
+        return cols, bad
+
+
+_ID = attrgetter("id")
+_TIMESTAMP = attrgetter("timestamp")
+_FEATURES = attrgetter("features")
+_PREDICTION = attrgetter("prediction")
+_SCORE = attrgetter("score")
+_TYPED: dict[int, tuple[Mapping[str, ModelSchema], _Typed]] = {}
+
+
+def _typed(decoder: Decoder) -> _Typed | None:
+    """The decoder's typed tier, built once per set of schemas."""
+    cached = _TYPED.get(id(decoder))
+    if cached is None or cached[0] is not decoder.schemas:
+        cached = (decoder.schemas, _Typed(decoder))
+        _TYPED[id(decoder)] = cached
+    return cached[1]
+
+
 def decode_batch(
     decoder: Decoder,
     values: Sequence[bytes | None],
@@ -347,9 +537,52 @@ def decode_batch(
 ) -> DecodedBatch:
     """Decode a batch of prediction records (``mixed``: predictions and labels told apart
     by their fields, like :meth:`Decoder.event`). ``times`` are the records' own times
-    (seconds), the default for events without a ``timestamp``. Total: never raises."""
+    (seconds), the default for events without a ``timestamp``. Total: never raises.
+
+    Three tiers, each taking what the one before passed over: the typed tier (msgspec,
+    records of exactly a model's shape), the orjson tier (any object; extra fields), and
+    the per-event decoder (everything else, and every invalid record)."""
     now = decoder.clock()
-    objs, pos, slow = _parse(values, decoder.max_bytes)
+    parts: dict[str, list[PredictionColumns]] = {}
+    slow: list[int] = []
+    pending: Sequence[int] = range(len(values))
+    typed = None if mixed else _typed(decoder)
+    if typed is not None:
+        pending = typed.decode(values, times, now, parts, slow)
+    if pending:
+        _orjson_tier(decoder, values, times, pending, now, mixed, parts, slow)
+    columns = {model: _merge(found) for model, found in parts.items()}
+    labels: list[tuple[int, Label]] = []
+    invalid: list[tuple[int, InvalidEvent]] = []
+    if slow:
+        _decode_slow(decoder, values, times, sorted(slow), mixed, columns, labels, invalid)
+    return DecodedBatch(columns, labels, invalid)
+
+
+def _merge(found: list[PredictionColumns]) -> PredictionColumns:
+    """One model's columns from several tiers, back in record order."""
+    if len(found) == 1:
+        return found[0]
+    merged = PredictionColumns.concat(found)
+    return merged.take(np.argsort(merged.rows, kind="stable").tolist())
+
+
+def _orjson_tier(
+    decoder: Decoder,
+    values: Sequence[bytes | None],
+    times: Sequence[float],
+    positions: Sequence[int],
+    now: float,
+    mixed: bool,
+    parts: dict[str, list[PredictionColumns]],
+    slow: list[int],
+) -> None:
+    """Any JSON object of a known model: parsed by orjson, its fields pulled out as lists."""
+    whole = len(positions) == len(values)
+    subset = values if whole else [values[i] for i in positions]
+    objs, local, rest = _parse(subset, decoder.max_bytes)
+    pos = local if whole else [positions[k] for k in local]
+    slow.extend(rest if whole else (positions[k] for k in rest))
 
     groups: dict[str, list[int]] = {}
     models = [o.get("model") if type(o) is dict else None for o in objs]
@@ -371,7 +604,6 @@ def decode_batch(
             else:
                 slow.append(pos[k])
 
-    columns: dict[str, PredictionColumns] = {}
     for model, members in groups.items():
         schema = decoder.schemas[model]
         group_objs = objs if len(members) == len(objs) else [objs[k] for k in members]
@@ -381,13 +613,8 @@ def decode_batch(
         if bad:
             slow.extend(rows[j] for j in bad)
             cols = cols.take([j for j in range(len(rows)) if j not in bad])
-        columns[model] = cols
-
-    labels: list[tuple[int, Label]] = []
-    invalid: list[tuple[int, InvalidEvent]] = []
-    if slow:
-        _decode_slow(decoder, values, times, sorted(slow), mixed, columns, labels, invalid)
-    return DecodedBatch(columns, labels, invalid)
+        if len(cols):
+            parts.setdefault(model, []).append(cols)
 
 
 def decode_each(
@@ -445,8 +672,4 @@ def _decode_slow(
             [i for i, _ in found],
         )
         have = columns.get(model)
-        if have is None or not len(have):
-            columns[model] = more
-            continue
-        merged = PredictionColumns.concat([have, more])
-        columns[model] = merged.take(np.argsort(merged.rows, kind="stable").tolist())
+        columns[model] = more if have is None or not len(have) else _merge([have, more])

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from driftwatch.app import build_pipeline
 from driftwatch.config import parse_config
+from driftwatch.events import Decoder, ModelSchema
 from driftwatch.events.columns import DecodedBatch, PredictionColumns, decode_batch, decode_each
 from driftwatch.pipeline import Pipeline
 from driftwatch.sources.base import Record
@@ -127,7 +128,9 @@ DEVIATIONS: list[tuple[tuple[str, ...], Any]] = [
     (("features",), []), (("prediction",), None), (("prediction",), 1.0), (("prediction",), "1"),
     (("prediction",), [1]), (("score",), None), (("score",), "0.5"), (("score",), True),
     (("score",), 2**63), (("model",), "r"), (("model",), "zz"), (("model",), 1),
-    (("model",), ["m"]), (("model",), None),
+    (("model",), ["m"]), (("model",), None), (("prediction",), 2**64),
+    (("prediction",), 10**20), (("prediction",), -(2**63) - 1), (("prediction",), 2**64 - 1),
+    (("extra",), {"deep": [[[1]]]}), (("features", "extra"), 1.5),
 ]  # fmt: skip
 
 
@@ -388,3 +391,18 @@ def test_a_poll_larger_than_the_decode_chunk_is_decoded_in_chunks_alike(tmp_path
         slow.apply_events(merged[start : start + 250], now=10_000.0 + start)
     assert _state(fast) == _state(slow)
     assert sorted(fast_dlq) == sorted(slow_dlq) and len(fast_dlq) > 10
+
+
+def test_a_numerical_segment_column_is_read_as_a_category_as_per_event():
+    schema = ModelSchema("s", "regression", {"x": "numerical", "c": "categorical"}, ("x", "c"))
+    decoder = Decoder({"s": schema}, clock=lambda: float(T))
+    values: list[bytes | None] = [
+        orjson.dumps(
+            {"model": "s", "id": f"e{i}", "features": {"x": i * 0.5, "c": "a"}, "prediction": i}
+        )
+        for i in range(20)
+    ]
+    times = [float(T)] * 20
+    fast, slow = decode_batch(decoder, values, times), decode_each(decoder, values, times)
+    assert_same_batch(fast, slow)
+    assert fast.columns["s"].segments[0][:3] == ["0", "0.5", "1"]
