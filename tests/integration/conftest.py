@@ -25,6 +25,28 @@ FAST_GROUP = {
 }
 
 
+#: The same quick group settings in each library's own option names.
+CLIENT = {
+    "kafka-python": FAST_GROUP,
+    "confluent": {
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1000,
+        "max.poll.interval.ms": 10000,
+    },
+}
+#: The Kafka library the daemons of the running test use (see ``kafka_library``).
+LIBRARY = {"name": "kafka-python"}
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def kafka_library(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once per Kafka library (``kafka.library``): every daemon_config of the
+    test uses it. Request it with ``@pytest.mark.usefixtures("kafka_library")``."""
+    LIBRARY["name"] = request.param
+    yield request.param
+    LIBRARY["name"] = "kafka-python"
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Broker]:
     with Broker() as b:
@@ -97,7 +119,8 @@ def daemon_config(broker: Broker, workdir: Path, topic: str, **over: Any) -> dic
             "bootstrap_servers": [broker.bootstrap],
             "group_id": f"g-{topic}",
             "prediction_topic": topic,
-            "client": dict(FAST_GROUP),
+            "library": LIBRARY["name"],
+            "client": dict(CLIENT[LIBRARY["name"]]),
         },
         "http": {"host": "127.0.0.1", "port": free_port()},
         "state": {"path": str(workdir / "state"), "checkpoint_interval_seconds": 1},

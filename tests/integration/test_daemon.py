@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from standardwebhooks.webhooks import Webhook
@@ -47,6 +48,7 @@ def evaluated_after(daemon, t):
     )
 
 
+@pytest.mark.usefixtures("kafka_library")
 def test_stationary_then_two_features_drift_one_signed_webhook(broker, topic, tmp_path, daemons):
     create_topic(broker, topic)
     with WebhookServer() as hook:
@@ -135,6 +137,7 @@ def malformed_records():
     return stream, len(good), dict.fromkeys(bad, 8)
 
 
+@pytest.mark.usefixtures("kafka_library")
 def test_malformed_records_are_counted_dead_lettered_and_skipped(broker, topic, tmp_path, daemons):
     dlq = f"dlq-{topic}"
     create_topic(broker, topic, partitions=1)

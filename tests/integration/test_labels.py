@@ -8,6 +8,7 @@ import time
 import numpy as np
 import orjson
 import pandas as pd
+import pytest
 
 from tests.helpers import WebhookServer, sample, wait_for
 from tests.integration.conftest import DaemonProcess, daemon_config
@@ -35,6 +36,7 @@ def model_stream(seed, n, start, concept_change=False):
     return preds, labels
 
 
+@pytest.mark.usefixtures("kafka_library")
 def test_concept_change_sends_exactly_one_performance_webhook(broker, topic, tmp_path, daemons):
     labels_topic = f"labels-{topic}"
     create_topic(broker, topic)

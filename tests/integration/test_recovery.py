@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from driftwatch.demo.broker import free_port
 from driftwatch.sources.kafka import partition_of
@@ -94,6 +95,7 @@ def final_state(d: DaemonProcess, expected_total: dict[str, int]) -> dict[str, A
     return comparable(model_status(d))
 
 
+@pytest.mark.usefixtures("kafka_library")
 def test_kill_9_at_random_points_recovers_exactly(broker, topic, tmp_path, daemons):
     create_topic(broker, topic, partitions=3)
     items = stream(900)
@@ -165,6 +167,7 @@ def owners(replicas: list[DaemonProcess]) -> dict[str, tuple[int, int]]:
     return out
 
 
+@pytest.mark.usefixtures("kafka_library")
 def test_replicas_split_partitions_and_hand_over_exact_state(broker, topic, tmp_path, daemons):
     create_topic(broker, topic, partitions=4)
     cfg = multi_model_config(

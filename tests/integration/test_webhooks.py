@@ -6,6 +6,7 @@ import json
 import time
 
 import orjson
+import pytest
 
 from driftwatch.demo.broker import free_port
 from tests.helpers import WebhookServer, events, http_get, sample, wait_for
@@ -39,6 +40,7 @@ def status(d):
     return json.loads(http_get(d.base + "/status")[1])
 
 
+@pytest.mark.usefixtures("kafka_library")
 def test_notification_survives_kill_and_is_delivered_once_after_restart(
     broker, topic, tmp_path, daemons
 ):
