@@ -4,7 +4,7 @@ decode -> ingest (under a short lock) -> evaluate window snapshots -> alert poli
 durable outbox. It is built by ``driftwatch.app.build_pipeline`` from a config.
 
 Threads and locks. ``apply`` runs on the poll loop, ``evaluate`` on the scheduler
-thread, ``status`` on HTTP threads. ``_eval_lock`` (one evaluation round, alert states)
+thread, ``status`` on HTTP threads. ``_eval_lock`` (one model's evaluation, alert states)
 is always taken before ``_lock`` (windows and joins), never the other way round, and
 ``_lock`` is held only to copy or mutate a window, never across I/O. The set of owned
 models and the router are replaced whole (never mutated in place), so readers on other
@@ -155,7 +155,7 @@ class Pipeline:
         #: the models this replica owns and evaluates (None: all of them); replaced whole
         self.owned: frozenset[str] | None = None
         self._lock = threading.Lock()  # guards the monitors' windows and joins
-        self._eval_lock = threading.Lock()  # one evaluation round at a time; alert states
+        self._eval_lock = threading.Lock()  # one model's evaluation at a time; alert states
         self._logged_internal: set[str] = set()
 
     # -- wiring (the daemon's, on the poll thread) ------------------------------------------
@@ -433,11 +433,15 @@ class Pipeline:
         A model whose evaluation raises is logged and skipped for this round; the others
         are evaluated."""
         out = []
-        with self._eval_lock:
-            owned = self.owned
-            for name, monitor in self.monitors.items():
-                if owned is not None and name not in owned:
-                    continue
+        owned = self.owned
+        for name, monitor in self.monitors.items():
+            if owned is not None and name not in owned:
+                continue
+            # One model at a time under the evaluation lock: a checkpoint capture on the
+            # poll thread waits for one model's evaluation at most, not a whole round.
+            with self._eval_lock:
+                if self.owned is not None and name not in self.owned:
+                    continue  # revoked since the round started: not exported again
                 try:
                     with self._lock:
                         monitor.expire_labels(now)
@@ -447,7 +451,7 @@ class Pipeline:
                     out.append((evaluation, self._alert(evaluation, now)))
                 except Exception:
                     log.exception("evaluating model %s failed; it is skipped this round", name)
-            self._label_telemetry()
+        self._label_telemetry()
         return out
 
     def _alert(self, evaluation: Evaluation, now: float) -> list[Notification]:

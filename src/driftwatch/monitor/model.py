@@ -28,7 +28,7 @@ from driftwatch.monitor.join import Awaiting, Joined, LabelJoin
 from driftwatch.monitor.performance import PerformanceLayout
 from driftwatch.monitor.results import Evaluation, FeatureResult, Hysteresis, SegmentResult
 from driftwatch.monitor.segments import Segment
-from driftwatch.stats.ks import ks_from_counts
+from driftwatch.stats.ks import ks_pvalues, ks_statistic
 from driftwatch.stats.psi import psi_from_counts
 from driftwatch.windows.count import CountWindow
 from driftwatch.windows.panes import WindowSnapshot
@@ -361,12 +361,14 @@ def layout_fingerprint(monitor: ModelMonitor) -> str:
 
 def _slot_stats(
     bins: NumericalBins | CategoricalBins, counts: np.ndarray
-) -> tuple[float, float, float]:
+) -> tuple[float, float, int]:
+    """PSI, and for a numerical slot the KS statistic and window size (p-values are
+    computed for all slots at once, :func:`ks_pvalues`)."""
     if isinstance(bins, NumericalBins):
         psi = psi_from_counts(bins.reference_psi_counts, bins.psi_counts(counts))
-        stat, pvalue = ks_from_counts(bins.reference_cdf, counts, bins.n_reference)
-        return psi, stat, pvalue
-    return psi_from_counts(bins.reference_counts, counts), math.nan, math.nan
+        stat, n = ks_statistic(bins.reference_cdf, counts)
+        return psi, stat, n
+    return psi_from_counts(bins.reference_counts, counts), math.nan, 0
 
 
 def evaluate_snapshot(
@@ -380,9 +382,20 @@ def evaluate_snapshot(
     rule = spec.rule
     n = snap.events
     was = previous.drifting if previous else frozenset()
-    stats = {}
-    for j, slot in enumerate(profile.slots):
-        stats[slot] = _slot_stats(profile.slot_bins(slot), snap.counts[profile.slot_slice(j)])
+    partial = {
+        slot: _slot_stats(profile.slot_bins(slot), snap.counts[profile.slot_slice(j)])
+        for j, slot in enumerate(profile.slots)
+    }
+    ks_slots = [s for s in profile.slots if isinstance(profile.slot_bins(s), NumericalBins)]
+    pvalues = ks_pvalues(
+        [partial[s][1] for s in ks_slots],
+        [profile.slot_bins(s).n_reference for s in ks_slots],  # type: ignore[union-attr]
+        [partial[s][2] for s in ks_slots],
+    ).tolist()
+    pvalue_of = dict(zip(ks_slots, pvalues, strict=True))
+    stats = {
+        slot: (psi, stat, pvalue_of.get(slot, math.nan)) for slot, (psi, stat, _) in partial.items()
+    }
     numerical = [f for f in profile.features if isinstance(profile.features[f], NumericalBins)]
     adjusted = dict(
         zip(
