@@ -48,10 +48,9 @@ class KafkaConfig(_Strict):
     max_future_seconds: float = Field(default=300.0, ge=0, allow_inf_nan=False)
     #: Timestamps (epoch seconds) before this are invalid; default 2000-01-01T00:00:00Z.
     min_timestamp: float = Field(default=946_684_800.0, allow_inf_nan=False)
-    #: Records the consumer returns per poll: the columnar decoder's batch. Large batches
-    #: spread its fixed per-batch cost (about 0.1 ms per model); 5,000 keeps one poll-loop
-    #: turn at about 20 ms at 250,000 events/s.
-    max_poll_records: int = Field(default=5000, gt=0)
+    #: Records the consumer returns per poll; default: the library's best (500 for
+    #: kafka-python, 5,000 for confluent; see ``sources/clients.py``).
+    max_poll_records: int | None = Field(default=None, gt=0)
     #: The consumer's library: kafka-python, or librdkafka's (``confluent``, extra
     #: ``driftwatch[fast]``). ``client`` holds the chosen library's own option names.
     library: Literal["kafka-python", "confluent"] = "kafka-python"

@@ -24,7 +24,9 @@ any time) is read once per batch instead of once per record.
 
 from __future__ import annotations
 
+import logging
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -41,6 +43,7 @@ from driftwatch.events.decode import _MS, _NS, _US, Decoder, _internal
 from driftwatch.events.schema import Label, ModelSchema, Prediction, category_key
 
 FloatArray = npt.NDArray[np.float64]
+log = logging.getLogger(__name__)
 
 _NONE: type = type(None)
 _NUMBER: frozenset[type] = frozenset({float, int})
@@ -372,12 +375,16 @@ class _Typed:
     a missing key. What msgspec accepts and orjson reads differently is checked after:
     integers beyond 64 bits (orjson: floats), ids, time range."""
 
-    def __init__(self, decoder: Decoder) -> None:
-        self.decoder = decoder
+    def __init__(self, schemas: Mapping[str, ModelSchema]) -> None:
         self.models: dict[type, _ModelShape] = {}
         types: list[Any] = []
-        for i, schema in enumerate(decoder.schemas.values()):
-            shape = _ModelShape(schema, i)
+        for i, schema in enumerate(schemas.values()):
+            try:
+                shape = _ModelShape(schema, i)
+            except ValueError:  # e.g. a feature name msgspec cannot rename to ('"', '\\')
+                continue  # this model's records take the orjson tier
+            if shape.event is None:
+                continue
             self.models[shape.event] = shape
             types.append(shape.event)
         types.append(
@@ -387,6 +394,7 @@ class _Typed:
 
     def decode(
         self,
+        decoder: Decoder,
         values: Sequence[bytes | None],
         times: Sequence[float],
         now: float,
@@ -400,15 +408,19 @@ class _Typed:
         # the next tier, which gives it its reason
         error = Exception
         pending: list[int] = []
+        limit = decoder.max_bytes
         try:
             if not set(map(type, values)) <= {bytes}:
                 raise TypeError
-            events = list(map(decode, cast("Sequence[bytes]", values)))
+            raws = cast("Sequence[bytes]", values)
+            if max(map(len, raws), default=0) > limit:
+                raise ValueError  # too_large: left to the per-event decoder's reason
+            events = list(map(decode, raws))
             pos: list[int] = list(range(len(values)))
         except error:
             events, pos = [], []
             for i, raw in enumerate(values):
-                if type(raw) is not bytes:
+                if type(raw) is not bytes or len(raw) > limit:
                     pending.append(i)
                     continue
                 try:
@@ -430,7 +442,7 @@ class _Typed:
             else:
                 index = [j for j, k in enumerate(kinds) if k is kind]
                 members, rows = [events[j] for j in index], [pos[j] for j in index]
-            cols, bad = shape.columns(self.decoder, members, [times[i] for i in rows], now)
+            cols, bad = shape.columns(decoder, members, [times[i] for i in rows], now)
             cols.rows = rows
             if bad:
                 slow.extend(rows[j] for j in bad)
@@ -451,13 +463,9 @@ class _ModelShape:
             attrgetter(*(f"n{k}" for k in range(len(numerical)))) if numerical else None
         )
         self.strings = {f: attrgetter(f"c{k}") for k, f in enumerate(strings)}
+        self.event: Any = None
         if set(numerical) & set(schema.segments):
-            # a numerical segment column is also read as a category: not this tier's case
-            # (an event type whose tag no record can carry)
-            self.event = msgspec.defstruct(
-                f"Never{index}", [], tag_field="model", tag=_NO_MODEL + schema.name, kw_only=True
-            )
-            return
+            return  # a numerical segment column is also read as a category: the orjson tier
         fields: list[tuple[str, Any, Any]] = [
             (f"n{k}", float | None, None) for k in range(len(numerical))
         ]
@@ -516,15 +524,24 @@ _TIMESTAMP = attrgetter("timestamp")
 _FEATURES = attrgetter("features")
 _PREDICTION = attrgetter("prediction")
 _SCORE = attrgetter("score")
-_TYPED: dict[int, tuple[Mapping[str, ModelSchema], _Typed]] = {}
+#: Each decoder's typed tier, for the schemas it was built from (weak: it dies with it).
+_TYPED: weakref.WeakKeyDictionary[Decoder, tuple[Mapping[str, ModelSchema], _Typed | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _typed(decoder: Decoder) -> _Typed | None:
-    """The decoder's typed tier, built once per set of schemas."""
-    cached = _TYPED.get(id(decoder))
+    """The decoder's typed tier, built once per set of schemas (None if it cannot be)."""
+    cached = _TYPED.get(decoder)
     if cached is None or cached[0] is not decoder.schemas:
-        cached = (decoder.schemas, _Typed(decoder))
-        _TYPED[id(decoder)] = cached
+        tier: _Typed | None
+        try:
+            tier = _Typed(decoder.schemas)
+        except Exception as exc:  # the other tiers still decode everything
+            log.warning("typed decoding unavailable (%s); using the orjson tier", exc)
+            tier = None
+        cached = (decoder.schemas, tier)
+        _TYPED[decoder] = cached
     return cached[1]
 
 
@@ -542,13 +559,23 @@ def decode_batch(
     Three tiers, each taking what the one before passed over: the typed tier (msgspec,
     records of exactly a model's shape), the orjson tier (any object; extra fields), and
     the per-event decoder (everything else, and every invalid record)."""
+    try:
+        return _decode_batch(decoder, values, times, mixed)
+    except Exception:  # a bug or an input no tier foresaw: per event, which is total
+        log.exception("batch decoding failed; decoding this batch per event")
+        return decode_each(decoder, values, times, mixed=mixed)
+
+
+def _decode_batch(
+    decoder: Decoder, values: Sequence[bytes | None], times: Sequence[float], mixed: bool
+) -> DecodedBatch:
     now = decoder.clock()
     parts: dict[str, list[PredictionColumns]] = {}
     slow: list[int] = []
     pending: Sequence[int] = range(len(values))
     typed = None if mixed else _typed(decoder)
     if typed is not None:
-        pending = typed.decode(values, times, now, parts, slow)
+        pending = typed.decode(decoder, values, times, now, parts, slow)
     if pending:
         _orjson_tier(decoder, values, times, pending, now, mixed, parts, slow)
     columns = {model: _merge(found) for model, found in parts.items()}

@@ -1,5 +1,9 @@
 """Raw record bytes -> :class:`Prediction` / :class:`Label`, or :class:`InvalidEvent`.
 
+This is the per-event decoder: the reference for what is valid. The hot path
+(``events.columns``) decodes batches with msgspec and orjson and hands every record it
+does not accept, whole, to this decoder, so the two never disagree.
+
 The decoder is strict and total, so that nothing invalid ever reaches a window and no
 record can stop the poll loop: on *any* input (bytes of any content and size, or a
 ``None`` tombstone) it returns a valid event or raises :class:`InvalidEvent` with one
@@ -8,7 +12,7 @@ and a detail of at most :data:`MAX_DETAIL` characters. No other exception escape
 
 How it stays total:
 
-- JSON is parsed by orjson only. orjson has no recursion (nesting deeper than 1024 is an
+- JSON is parsed by orjson only (here). orjson has no recursion (nesting deeper than 1024 is an
   error), rejects invalid UTF-8 and lone surrogates, and returns integers beyond 64 bits
   as floats. No recursive or big-integer fallback parser is ever run: a record orjson
   rejects is invalid. When it stopped at a ``NaN``/``Infinity`` literal (not JSON) or at

@@ -406,3 +406,43 @@ def test_a_numerical_segment_column_is_read_as_a_category_as_per_event():
     fast, slow = decode_batch(decoder, values, times), decode_each(decoder, values, times)
     assert_same_batch(fast, slow)
     assert fast.columns["s"].segments[0][:3] == ["0", "0.5", "1"]
+
+
+def test_records_over_max_bytes_are_too_large_in_every_tier():
+    ok = orjson.dumps(
+        {"model": "m", "id": "a", "timestamp": T, "features": {"income": 1.0}, "prediction": 1}
+    )
+    decoder = Decoder(DEC.schemas, max_bytes=len(ok) - 1, clock=lambda: float(T))
+    values: list[bytes | None] = [ok, ok.replace(b"1.0", b"1"), ok]  # the middle one fits
+    times = [float(T)] * 3
+    fast = decode_batch(decoder, values, times)
+    assert_same_batch(fast, decode_each(decoder, values, times))
+    assert [(i, e.reason) for i, e in fast.invalid] == [(0, "too_large"), (2, "too_large")]
+
+
+def test_a_feature_name_msgspec_cannot_rename_keeps_the_other_tiers():
+    schema = ModelSchema("q", "classification", {'price "usd"': "numerical", "b\\\\": "numerical"})
+    decoder = Decoder({"q": schema}, clock=lambda: float(T))
+    values: list[bytes | None] = [
+        orjson.dumps(
+            {
+                "model": "q",
+                "id": f"e{i}",
+                "features": {'price "usd"': i, "b\\\\": 1},
+                "prediction": 1,
+            }
+        )
+        for i in range(5)
+    ]
+    times = [float(T)] * 5
+    fast = decode_batch(decoder, values, times)
+    assert_same_batch(fast, decode_each(decoder, values, times))
+    assert len(fast.columns["q"]) == 5
+
+
+def test_decode_batch_is_total_even_on_record_times_numpy_cannot_hold():
+    raw = orjson.dumps({"model": "m", "id": "a", "features": {}, "prediction": 1})
+    values: list[bytes | None] = [raw, raw]
+    times = [10**400, float(T)]
+    fast = decode_batch(DEC, values, times)  # type: ignore[arg-type]
+    assert_same_batch(fast, decode_each(DEC, values, times))  # type: ignore[arg-type]

@@ -78,3 +78,25 @@ def test_confluent_connection_options_reach_the_kafka_python_producers(tmp_path)
         "ssl_cafile": "/ca.pem",
         "ssl_check_hostname": False,
     }
+
+
+def test_confluent_connection_options_the_producers_cannot_take_are_refused(tmp_path):
+    k = kafka(
+        tmp_path,
+        library="confluent",
+        client={"security.protocol": "SSL", "sasl.oauthbearer.method": "default"},
+    )
+    assert [p for p in client_problems(k) if "with library: confluent" in p] == [
+        p for p in client_problems(k) if p.startswith("kafka.client.sasl.oauthbearer.method")
+    ]
+    assert any(
+        p.startswith("kafka.client.sasl.oauthbearer.method: with library: confluent")
+        for p in client_problems(k)
+    )
+
+
+def test_the_poll_size_defaults_per_library(tmp_path):
+    from driftwatch.sources.clients import CONFLUENT_POLL_RECORDS, KAFKA_PYTHON_POLL_RECORDS
+
+    assert kafka(tmp_path).max_poll_records is None  # the library's own default
+    assert (KAFKA_PYTHON_POLL_RECORDS, CONFLUENT_POLL_RECORDS) == (500, 5000)
