@@ -1,7 +1,7 @@
 """Run every benchmark side by side and print one table.
 
 python -m bench                 # all
-python -m bench ingest eval     # a subset: ingest, eval, memory
+python -m bench ingest eval     # a subset: ingest, eval, memory, labels, checkpoint, hotpath
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import checkpoint, evaluation, ingest, labels, memory
+from bench import checkpoint, evaluation, hotpath, ingest, labels, memory
 
 SUITES = {
     "ingest": ingest.run,
@@ -17,6 +17,7 @@ SUITES = {
     "memory": memory.run,
     "labels": labels.run,
     "checkpoint": checkpoint.run,
+    "hotpath": hotpath.run,
 }
 
 
