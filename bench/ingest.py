@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -187,7 +187,7 @@ def _produce(bootstrap: str, topic: str, n: int) -> None:
         if err is not None:
             errors.append(str(err))
 
-    producer = Producer(
+    fast = Producer(
         {
             "bootstrap.servers": bootstrap,
             "linger.ms": 20,
@@ -200,12 +200,12 @@ def _produce(bootstrap: str, topic: str, n: int) -> None:
         for value in encoded_events(rng, MODEL, min(chunk, n - start), FEATURES, start, ts):
             while True:
                 try:
-                    producer.produce(topic, value, key, on_delivery=report)
+                    fast.produce(topic, value, key, on_delivery=report)
                     break
                 except BufferError:
-                    producer.poll(0.05)
-        producer.poll(0)
-    left = producer.flush(60)
+                    fast.poll(0.05)
+        fast.poll(0)
+    left = fast.flush(60)
     if left or errors:
         raise RuntimeError(f"producing failed: {left} unsent, errors {errors[:3]}")
 
@@ -292,8 +292,9 @@ def _confluent_bare(bootstrap: str, topic: str, group: str, n: int) -> Result:
         stuck = t + STUCK_SECONDS
         while seen < left and time.perf_counter() < stuck:
             for msg in consumer.consume(num_messages=5000, timeout=0.5):
-                if msg.error() is None:
-                    loads(msg.value())
+                value = msg.value()
+                if msg.error() is None and value is not None:
+                    loads(value)
                     seen += 1
         return seen, time.perf_counter() - t, seen >= left
     finally:
@@ -542,7 +543,7 @@ def _memory_case(k: int, n: int, workdir: Path, ts: float) -> list[Row]:
 
     def parse() -> None:
         for b in batches:
-            list(map(loads, b.values))
+            list(map(loads, cast("list[bytes]", b.values)))
 
     # librdkafka's default poll size (5,000) as one batch: the same events, and a
     # pipeline of its own

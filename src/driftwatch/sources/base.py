@@ -71,10 +71,10 @@ class RecordBatch:
         self,
         topic: str,
         partition: int,
-        offsets: list[int],
-        keys: list[bytes | None],
-        values: list[bytes | None],
-        timestamps: list[float],
+        offsets: Sequence[int],
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes | None],
+        timestamps: Sequence[float],
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -126,17 +126,22 @@ class RecordBatch:
 
 def batches_of(records: Sequence[Record]) -> list[RecordBatch]:
     """Records grouped into one batch per run of the same topic-partition, order kept."""
-    out: list[RecordBatch] = []
-    current: RecordBatch | None = None
+    runs: list[list[Record]] = []
     for r in records:
-        if current is None or (r.topic, r.partition) != (current.topic, current.partition):
-            current = RecordBatch(r.topic, r.partition, [], [], [], [])
-            out.append(current)
-        current.offsets.append(r.offset)
-        current.keys.append(r.key)
-        current.values.append(r.value)
-        current.timestamps.append(r.timestamp)
-    return out
+        if not runs or (r.topic, r.partition) != (runs[-1][0].topic, runs[-1][0].partition):
+            runs.append([])
+        runs[-1].append(r)
+    return [
+        RecordBatch(
+            run[0].topic,
+            run[0].partition,
+            [r.offset for r in run],
+            [r.key for r in run],
+            [r.value for r in run],
+            [r.timestamp for r in run],
+        )
+        for run in runs
+    ]
 
 
 class Consumer(Protocol):

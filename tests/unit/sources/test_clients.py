@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from driftwatch.config import parse_config
+from driftwatch.config import KafkaConfig, parse_config
 from driftwatch.errors import ConfigError
 from driftwatch.sources.clients import client_problems, producer_options
 
 
-def kafka(tmp_path: Path, **over):
+def kafka(tmp_path: Path, **over: Any) -> KafkaConfig:
     (tmp_path / "ref.csv").write_text("x\n1\n2\n")
+    settings: dict[str, Any] = {"bootstrap_servers": ["127.0.0.1:1"], "prediction_topic": "p"}
+    settings.update(over)
     cfg = parse_config(
         {
-            "kafka": {"bootstrap_servers": ["127.0.0.1:1"], "prediction_topic": "p", **over},
+            "kafka": settings,
             "models": [
                 {
                     "name": "m",
