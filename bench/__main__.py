@@ -1,7 +1,8 @@
 """Run every benchmark side by side and print one table.
 
 python -m bench                 # all
-python -m bench ingest eval     # a subset: ingest, eval, memory, labels, checkpoint, hotpath
+python -m bench ingest eval     # a subset: ingest, eval, memory, labels, checkpoint, hotpath,
+                                #   detect
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import checkpoint, evaluation, hotpath, ingest, labels, memory
+from bench import checkpoint, detect, evaluation, hotpath, ingest, labels, memory
 
 SUITES = {
     "ingest": ingest.run,
@@ -18,6 +19,7 @@ SUITES = {
     "labels": labels.run,
     "checkpoint": checkpoint.run,
     "hotpath": hotpath.run,
+    "detect": detect.run,
 }
 
 
