@@ -37,7 +37,7 @@ import orjson
 
 from driftwatch.detectors.policy import AlertPolicy, Edge, RuleState
 from driftwatch.errors import InvalidEvent
-from driftwatch.events.columns import DecodedBatch, PredictionColumns, decode_batch, decode_each
+from driftwatch.events.columns import PredictionColumns, decode_batch
 from driftwatch.events.decode import Decoder
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.model import ModelMonitor, evaluate_snapshot
@@ -220,7 +220,7 @@ class Pipeline:
         labels: dict[str, list[tuple[Label, Record]]],
     ) -> None:
         router = self.router
-        decoded = self._decode_batch(batch, mixed)
+        decoded = decode_batch(self.decoder, batch.values, batch.timestamps, mixed=mixed)
         for i, exc in decoded.invalid:
             self._invalid(batch.record(i), exc.reason, exc.detail)
         for i, label in decoded.labels:
@@ -234,16 +234,6 @@ class Pipeline:
                     self._wrong_partition(batch.record(i), model)
             elif len(cols):
                 predictions[model].append((cols, batch))
-
-    def _decode_batch(self, batch: RecordBatch, mixed: bool) -> DecodedBatch:
-        try:
-            return decode_batch(self.decoder, batch.values, batch.timestamps, mixed=mixed)
-        except Exception as exc:  # a bug in the batch decoder: decode this batch per event
-            kind = type(exc).__name__
-            if "decode_batch" + kind not in self._logged_internal:
-                self._logged_internal.add("decode_batch" + kind)
-                log.error("batch decoding failed (%s); decoding per event", kind, exc_info=exc)
-            return decode_each(self.decoder, batch.values, batch.timestamps, mixed=mixed)
 
     def _decode_labels(
         self, batch: RecordBatch, labels: dict[str, list[tuple[Label, Record]]]

@@ -146,12 +146,6 @@ class PredictionColumns:
             list(rows),
         )
 
-    @classmethod
-    def empty(cls, schema: ModelSchema) -> PredictionColumns:
-        return cls.from_events(
-            schema.name, schema.numerical, schema.categorical, schema.segments, []
-        )
-
 
 @dataclass
 class DecodedBatch:
@@ -561,9 +555,20 @@ def decode_batch(
     the per-event decoder (everything else, and every invalid record)."""
     try:
         return _decode_batch(decoder, values, times, mixed)
-    except Exception:  # a bug or an input no tier foresaw: per event, which is total
-        log.exception("batch decoding failed; decoding this batch per event")
+    except Exception as exc:  # a bug or an input no tier foresaw: per event, which is total
+        kind = type(exc).__name__
+        first = kind not in _LOGGED
+        _LOGGED.add(kind)
+        log.error(
+            "batch decoding failed (%s); decoding this batch per event",
+            kind,
+            exc_info=exc if first else None,  # the traceback once per exception type
+        )
         return decode_each(decoder, values, times, mixed=mixed)
+
+
+#: Exception types whose traceback :func:`decode_batch` has logged already.
+_LOGGED: set[str] = set()
 
 
 def _decode_batch(

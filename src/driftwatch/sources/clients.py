@@ -38,10 +38,6 @@ _UPPER = {"security_protocol", "sasl_mechanism"}
 KAFKA_PYTHON_POLL_RECORDS = 500
 CONFLUENT_POLL_RECORDS = 5000
 
-FAST_EXTRA = (
-    "kafka.library: confluent needs the extra driftwatch[fast] (pip install 'driftwatch[fast]')"
-)
-
 
 #: librdkafka option prefixes about reaching the cluster: with ``library: confluent`` each
 #: one must be translatable for driftwatch's own producers, else they could not connect.
@@ -54,8 +50,8 @@ def client_problems(kafka: KafkaConfig) -> list[str]:
     if kafka.library == "confluent":
         try:
             from driftwatch.sources.confluent import check_client_options as check_confluent
-        except ImportError:
-            return [f"kafka.library: {FAST_EXTRA}"]
+        except ImportError as exc:  # its message names the extra driftwatch[fast]
+            return [str(exc)]
         problems = check_confluent(kafka.client)
         problems += [
             f"kafka.client.{key}: with library: confluent, driftwatch's own producers (dead "
@@ -91,10 +87,8 @@ def _translate(options: Mapping[str, Any]) -> dict[str, Any]:
 def make_consumer(kafka: KafkaConfig, topics: list[str]) -> Consumer:
     """The configured library's consumer, subscribed to ``topics``."""
     if kafka.library == "confluent":
-        try:
-            from driftwatch.sources.confluent import ConfluentSource
-        except ImportError as exc:
-            raise ImportError(FAST_EXTRA) from exc
+        from driftwatch.sources.confluent import ConfluentSource  # ImportError names the extra
+
         return ConfluentSource(
             kafka.bootstrap_servers,
             kafka.group_id,
