@@ -47,6 +47,30 @@ def kafka_library(request: pytest.FixtureRequest) -> Iterator[str]:
     LIBRARY["name"] = "kafka-python"
 
 
+def freeze(b: Broker) -> None:
+    """SIGSTOP the broker: connections stay open, nothing is answered (an outage that keeps
+    its data, which this Tansu build's memory engine would lose on a restart)."""
+    assert b.process is not None and b.process.poll() is None
+    os.kill(b.process.pid, signal.SIGSTOP)
+
+
+def thaw(b: Broker) -> None:
+    """SIGCONT (harmless if it is not stopped), so it can also be terminated."""
+    if b.process is not None and b.process.poll() is None:
+        os.kill(b.process.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def private_broker() -> Iterator[Broker]:
+    """A broker of this test's own: it gets frozen, which the session broker must never be."""
+    b = Broker().start()
+    try:
+        yield b
+    finally:
+        thaw(b)
+        b.stop()
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Broker]:
     with Broker() as b:

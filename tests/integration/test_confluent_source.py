@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,8 +20,8 @@ import driftwatch.sources.confluent as confluent_mod
 from driftwatch.demo.broker import Broker
 from driftwatch.sources.base import RecordBatch
 from driftwatch.sources.confluent import ConfluentSource
+from tests.integration.conftest import freeze, thaw
 from tests.integration.test_daemon import create_topic
-from tests.integration.test_outage import freeze, thaw
 
 pytestmark = pytest.mark.integration
 
@@ -321,30 +321,19 @@ def test_partition_count_and_a_missing_topic(broker, topic):
         src.close()
 
 
-@pytest.fixture
-def frozen_broker() -> Iterator[Broker]:
-    """A broker of this test's own: it gets frozen, which the session broker must never be."""
-    b = Broker().start()
-    try:
-        yield b
-    finally:
-        thaw(b)
-        b.stop()
-
-
 def test_commit_and_close_are_bounded_and_contact_age_grows_while_the_broker_is_frozen(
-    frozen_broker, monkeypatch
+    private_broker, monkeypatch
 ):
     monkeypatch.setattr(confluent_mod, "_CLOSE_TIMEOUT", 1.0)
     topic = f"frozen-{uuid.uuid4().hex[:8]}"
-    produce_two_partitions(frozen_broker, topic)
-    src = source(frozen_broker, topic)
+    produce_two_partitions(private_broker, topic)
+    src = source(private_broker, topic)
     got = Collected()
     closed = False
     try:
         poll_until(src, got, lambda: all(len(got.records[p]) >= PER_PARTITION for p in (0, 1)))
         assert src.commit({(topic, 0): 10, (topic, 1): 10}, timeout_seconds=5.0)
-        freeze(frozen_broker)
+        freeze(private_broker)
         started = time.monotonic()
         assert not src.commit({(topic, 0): 20, (topic, 1): 20}, timeout_seconds=1.0)
         assert time.monotonic() - started < 3.0
@@ -356,7 +345,7 @@ def test_commit_and_close_are_bounded_and_contact_age_grows_while_the_broker_is_
             assert src.poll(0.2) == []
         age = src.broker_contact_age()
         assert age is not None and age > 2.0
-        thaw(frozen_broker)
+        thaw(private_broker)
         deadline = time.monotonic() + 20
         while not src.commit({(topic, 0): 40, (topic, 1): 40}, timeout_seconds=1.0):
             assert time.monotonic() < deadline
@@ -367,13 +356,13 @@ def test_commit_and_close_are_bounded_and_contact_age_grows_while_the_broker_is_
             src.poll(0.2)
 
         # a commit left in flight by an outage: librdkafka's close would wait for it forever
-        freeze(frozen_broker)
+        freeze(private_broker)
         assert not src.commit({(topic, 0): 50}, timeout_seconds=0.5)
         started = time.monotonic()
         src.close()
         closed = True
         assert time.monotonic() - started < 3.0
     finally:
-        thaw(frozen_broker)
+        thaw(private_broker)
         if not closed:
             src.close()

@@ -9,11 +9,8 @@ exactly once.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ import pytest
 
 from driftwatch.demo.broker import Broker
 from tests.helpers import WebhookServer, events, http_get, sample, wait_for
-from tests.integration.conftest import DaemonProcess, daemon_config
+from tests.integration.conftest import DaemonProcess, daemon_config, freeze, thaw
 from tests.integration.test_daemon import counted, create_topic, produce
 from tests.integration.test_recovery import final_state
 
@@ -41,28 +38,6 @@ def before_outage() -> list[dict[str, Any]]:
 def after_outage() -> list[dict[str, Any]]:
     """Three of four features drift: dataset_drift fires as well (3/4 >= share 0.75)."""
     return events(73, 1000, shift=("x1", "x2", "color"), start=2000)
-
-
-@pytest.fixture
-def dedicated_broker() -> Iterator[Broker]:
-    """A broker of this test's own: it gets frozen, which the session broker must never be."""
-    b = Broker().start()
-    try:
-        yield b
-    finally:
-        thaw(b)
-        b.stop()
-
-
-def freeze(b: Broker) -> None:
-    assert b.process is not None and b.process.poll() is None
-    os.kill(b.process.pid, signal.SIGSTOP)
-
-
-def thaw(b: Broker) -> None:
-    """SIGCONT (harmless if it is not stopped), so it can also be terminated."""
-    if b.process is not None and b.process.poll() is None:
-        os.kill(b.process.pid, signal.SIGCONT)
 
 
 def outage_config(b: Broker, workdir: Path, topic: str, hook_url: str | None) -> dict[str, Any]:
@@ -147,9 +122,9 @@ def assert_delivered_once(hook: WebhookServer, d: DaemonProcess, rules: list[str
 
 
 def test_broker_frozen_20s_mid_stream_daemon_reports_and_resumes_exactly(
-    dedicated_broker, topic, tmp_path, daemons
+    private_broker, topic, tmp_path, daemons
 ):
-    b = dedicated_broker
+    b = private_broker
     create_topic(b, topic)
     first, rest = before_outage(), after_outage()
     total = len(first) + len(rest)

@@ -8,10 +8,9 @@ private Tansu process stopped with SIGSTOP (never the session broker).
 
 from __future__ import annotations
 
-import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from driftwatch.demo.broker import Broker, free_port
 from driftwatch.sources.base import Record
 from driftwatch.sources.kafka import KafkaDeadLetters, KafkaStateStore, assemble_state
 from tests.helpers import http_get, wait_for
-from tests.integration.conftest import DaemonProcess
+from tests.integration.conftest import DaemonProcess, freeze, thaw
 from tests.integration.test_daemon import create_topic
 from tests.integration.test_recovery import (
     MODELS,
@@ -135,28 +134,6 @@ def test_kill_9_mid_checkpoint_write_restores_the_previous_one_exactly(
 
 
 # -- the dead-letter producer against a broker that stops answering ----------------------------
-
-
-@pytest.fixture
-def private_broker() -> Iterator[Broker]:
-    """A Tansu process of this test's own, to freeze with SIGSTOP."""
-    b = Broker().start()
-    try:
-        yield b
-    finally:
-        if b.process is not None:
-            os.kill(b.process.pid, signal.SIGCONT)
-        b.stop()
-
-
-def freeze(b: Broker) -> None:
-    assert b.process is not None
-    os.kill(b.process.pid, signal.SIGSTOP)
-
-
-def thaw(b: Broker) -> None:
-    assert b.process is not None
-    os.kill(b.process.pid, signal.SIGCONT)
 
 
 def letter(i: int) -> Record:
