@@ -218,7 +218,7 @@ class ModelMonitor:
             count = values.count(None)
             if count:
                 missing[slot] = count
-        bins += np.where(bins >= 0, profile.offsets[:-1, None][: len(profile.slots)], 0)
+        bins += np.where(bins >= 0, profile.offsets[:-1, None], 0)  # each slot's first bin
         return bins.T, missing
 
     def _forget_evicted(self) -> None:
