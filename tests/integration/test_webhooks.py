@@ -46,7 +46,11 @@ def test_notification_survives_kill_and_is_delivered_once_after_restart(
 ):
     create_topic(broker, topic)
     port = free_port()
-    cfg = config_with_hook(broker, tmp_path, topic, f"http://127.0.0.1:{port}/hooks")
+    # 12 attempts at <= 1 s apart would give up within ~11 s of the first, which a loaded
+    # CI machine can spend before the kill; the notifications must still be pending then.
+    cfg = config_with_hook(
+        broker, tmp_path, topic, f"http://127.0.0.1:{port}/hooks", max_attempts=1000
+    )
     cfg["models"][0]["drift"]["share"] = 0.5  # ...here dataset_drift fires as well
     d = DaemonProcess(cfg, tmp_path)
     daemons.append(d.start())
@@ -61,6 +65,7 @@ def test_notification_survives_kill_and_is_delivered_once_after_restart(
         retried_pending, 20, what="two notifications retried while the endpoint is down"
     )
     assert all("ConnectError" in p["last_error"] for p in pending)
+    assert len(status(d)["webhooks"]["failed"]) == 0
     time.sleep(2.5)  # offsets committed (every second), so the restart re-reads nothing
     d.kill()  # SIGKILL: no shutdown path runs
 
