@@ -11,6 +11,7 @@ from typing import Any
 
 from driftwatch.config import Config, ModelConfig
 from driftwatch.detectors.policy import AlertPolicy
+from driftwatch.detectors.recent import RecentRule
 from driftwatch.detectors.threshold import DriftRule, PerformanceRule
 from driftwatch.errors import ConfigError, DriftwatchError
 from driftwatch.events.decode import Decoder
@@ -71,6 +72,8 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
         share=d.share,
         resolve_ratio=model.alerts.resolve_ratio,
         correction=d.correction if d.method == "ks" else "none",
+        ks_min_statistic=d.ks_min_statistic,
+        recent=RecentRule(d.recent.enabled, d.recent.min_events, d.recent.alpha, d.recent.min_psi),
     )
     spec = MonitorSpec(
         name=model.name,

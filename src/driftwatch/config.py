@@ -128,6 +128,18 @@ class WindowConfig(_Strict):
         return self
 
 
+class RecentConfig(_Strict):
+    """``drift.recent``: the newest events judged on their own (CONTRACT section 8)."""
+
+    enabled: bool = True
+    #: The smallest number of newest events tested; sizes double from here.
+    min_events: int = Field(default=100, ge=10)
+    #: False-alarm probability of each test at each evaluation.
+    alpha: float = Field(default=1e-8, gt=0, lt=0.5)
+    #: Effect floor: the newest events' divergence from the reference (PSI scale).
+    min_psi: float = Field(default=0.1, ge=0)
+
+
 class DriftConfig(_Strict):
     method: Literal["psi", "ks"] = "psi"
     #: psi >= threshold, or KS p-value < threshold, breaches.
@@ -141,6 +153,9 @@ class DriftConfig(_Strict):
     share: float = Field(default=0.5, gt=0, le=1)
     #: With ``method: ks``: multiple-testing correction of the p-values across features.
     correction: Literal["none", "bonferroni", "fdr"] = "fdr"
+    #: With ``method: ks``: a feature drifts only if its KS statistic is at least this.
+    ks_min_statistic: float = Field(default=0.1, ge=0, lt=1)
+    recent: RecentConfig = Field(default_factory=RecentConfig)
 
     @model_validator(mode="after")
     def _pvalue_range(self) -> DriftConfig:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from driftwatch.detectors.recent import RecentRule
 
 CORRECTIONS = ("none", "bonferroni", "fdr")
 
@@ -51,7 +53,10 @@ class DriftRule:
     numerical features, is ``< threshold``. Categorical features always use PSI against
     ``categorical_threshold``; the prediction distribution uses PSI against
     ``prediction_threshold``; the dataset drifts when ``share`` of the features do.
-    Nothing breaches on fewer than ``min_events`` events.
+    Nothing breaches on fewer than ``min_events`` events. A KS breach also needs the KS
+    statistic (the largest CDF gap) at ``ks_min_statistic`` or more: on a large window
+    a negligible shift has a tiny p-value. ``recent``: the newest events' own tests
+    (:mod:`driftwatch.detectors.recent`), which make a feature drift as well.
     """
 
     method: str = "psi"
@@ -62,6 +67,8 @@ class DriftRule:
     share: float = 0.5
     resolve_ratio: float = 1.0
     correction: str = "none"
+    ks_min_statistic: float = 0.1
+    recent: RecentRule = field(default_factory=RecentRule)
 
     def __post_init__(self) -> None:
         if self.method not in ("psi", "ks"):
@@ -78,17 +85,29 @@ class DriftRule:
             raise ValueError("resolve_ratio must be in (0, 1]")
         if self.correction not in CORRECTIONS:
             raise ValueError(f"correction must be one of {CORRECTIONS}")
+        if not 0 <= self.ks_min_statistic < 1:
+            raise ValueError("ks_min_statistic must be in [0, 1)")
 
     def _psi(self, events: int, psi: float, threshold: float, was: bool) -> bool:
         if events < self.min_events or math.isnan(psi):
             return False
         return psi >= (threshold * self.resolve_ratio if was else threshold)
 
-    def numerical(self, events: int, psi: float, ks_pvalue: float, was: bool = False) -> bool:
+    def numerical(
+        self,
+        events: int,
+        psi: float,
+        ks_pvalue: float,
+        was: bool = False,
+        ks_statistic: float = math.inf,
+    ) -> bool:
         """``ks_pvalue`` is the adjusted one under ``method="ks"``."""
         if self.method == "psi":
             return self._psi(events, psi, self.threshold, was)
         if events < self.min_events or math.isnan(ks_pvalue):
+            return False
+        floor = self.ks_min_statistic * (self.resolve_ratio if was else 1.0)
+        if not ks_statistic >= floor:
             return False
         return ks_pvalue < (self.ks_resolve_limit if was else self.threshold)
 

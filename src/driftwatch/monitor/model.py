@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from driftwatch.detectors.recent import RecentTests
 from driftwatch.detectors.threshold import (
     DriftRule,
     PerformanceRule,
@@ -111,6 +112,7 @@ class ModelMonitor:
             assert spec.window_seconds is not None
             self.window = TimeWindow(spec.window_seconds, nbins, nsums)
         self.join = LabelJoin(spec.label_ttl_seconds, spec.max_pending)
+        self.recent_tests = RecentTests(profile, spec.rule.recent)
         self.label_stats = LabelStats()
         self.events_total = 0
         self.labels_total = 0
@@ -302,6 +304,7 @@ class ModelMonitor:
                 f"({type(self.window).__name__}, {self.window.nbins} bins)"
             )
         self.window.restore(meta["window"], arrays)
+        self.recent_tests.clear()
         self.join.restore(meta["join"])
         ls = meta["label_stats"]
         self.label_stats = LabelStats(ls["joined"], list(ls["buckets"]), ls["sum"])
@@ -322,7 +325,12 @@ class ModelMonitor:
 
     # -- evaluation -------------------------------------------------------------------------
     def snapshot(self) -> WindowSnapshot:
-        return self.window.snapshot()
+        recent = self.spec.rule.recent
+        if not recent.enabled:
+            return self.window.snapshot()
+        snap = self.window.snapshot(recent.min_events, self.recent_tests.project)
+        self.recent_tests.forget_unseen()
+        return snap
 
     def evaluate(self, now: float) -> Evaluation:
         self.expire_labels(now)
@@ -404,15 +412,32 @@ def evaluate_snapshot(
             strict=True,
         )
     )
+    recent = (
+        monitor.recent_tests.breaches(snap.recent, was, rule.resolve_ratio)
+        if n >= rule.min_events
+        else {}
+    )
     results: list[FeatureResult] = []
     for f in profile.features:
         psi, stat, pvalue = stats[f]
         if f in adjusted:
-            drift = rule.numerical(n, psi, adjusted[f] if rule.method == "ks" else pvalue, f in was)
-            results.append(FeatureResult(f, "numerical", psi, stat, pvalue, drift, adjusted[f]))
+            whole = rule.numerical(
+                n, psi, adjusted[f] if rule.method == "ks" else pvalue, f in was, stat
+            )
+            kind = "numerical"
+            ks: tuple[float | None, float | None, float | None] = (stat, pvalue, adjusted[f])
         else:
-            drift = rule.categorical(n, psi, f in was)
-            results.append(FeatureResult(f, "categorical", psi, None, None, drift))
+            whole = rule.categorical(n, psi, f in was)
+            kind, ks = "categorical", (None, None, None)
+        hit = recent.get(f)
+        resolution, test = (
+            (hit.events, hit.statistic) if hit else (n, "window") if whole else (None, None)
+        )
+        results.append(
+            FeatureResult(
+                f, kind, psi, ks[0], ks[1], whole or hit is not None, ks[2], resolution, test
+            )
+        )
     prediction_psi: float | None = None
     prediction_drift = False
     if "prediction" in stats:

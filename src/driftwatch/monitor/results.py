@@ -23,6 +23,12 @@ class FeatureResult:
     drift: bool
     #: the KS p-value after the multiple-testing correction the drift decision used
     ks_pvalue_adjusted: float | None = None
+    #: How many of the newest events breached (the whole window's, when it did); None
+    #: while the feature does not drift.
+    resolution: int | None = None
+    #: Which test of the newest events breached (``cells``, ``location``, ``spread``), or
+    #: ``window`` for the whole window's PSI / KS rule.
+    resolution_test: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -33,6 +39,9 @@ class FeatureResult:
             "ks_pvalue": _p(self.ks_pvalue),
             "ks_pvalue_adjusted": _p(self.ks_pvalue_adjusted),
             "drift": self.drift,
+            "resolution": None
+            if self.resolution is None
+            else {"events": self.resolution, "test": self.resolution_test},
         }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,9 @@ IntArray = npt.NDArray[np.int64]
 
 #: Panes per window length: 100 keeps the window within 1% of its nominal size.
 PANES = 100
+
+#: Growth of the sizes :meth:`PaneWindow.recent` gives: sqrt(2) (100, 142, 202, 286, ...).
+RECENT_GROWTH = math.sqrt(2.0)
 
 
 class Pane:
@@ -89,6 +93,9 @@ class WindowSnapshot:
     events: int
     oldest_timestamp: float | None
     newest_timestamp: float | None
+    #: The newest panes' summaries at growing sizes: ``(events, summary)`` pairs, see
+    #: :meth:`PaneWindow.recent`; empty unless the snapshot asked for them.
+    recent: tuple[tuple[int, npt.NDArray[np.float64]], ...] = ()
 
 
 class PaneWindow(ABC):
@@ -236,11 +243,50 @@ class PaneWindow(ABC):
     def _restore_extra(self, meta: dict[str, Any]) -> None:
         return None
 
-    def snapshot(self) -> WindowSnapshot:
+    def recent(
+        self, min_events: int, project: Callable[[Pane], npt.NDArray[np.float64]]
+    ) -> tuple[tuple[int, npt.NDArray[np.float64]], ...]:
+        """Summaries of the newest whole panes, at sizes growing from ``min_events``.
+
+        For ``s = min_events, min_events x RECENT_GROWTH, ...`` while ``s`` is below the
+        window's events: the fewest newest panes holding at least ``s`` events, as
+        ``(their events, the sum of project(pane) over them)``. Sizes the same panes
+        already cover are given once; the whole window is not. Read from the panes (the
+        window keeps no raw values); ``project`` may cache per pane key and ``n``."""
+        if min_events < 1:
+            raise ValueError("min_events must be >= 1")
+        out: list[tuple[int, npt.NDArray[np.float64]]] = []
+        acc: npt.NDArray[np.float64] | None = None
+        events = 0
+        target = min_events
+        for pane in reversed(self._panes):
+            if target >= self.events:
+                break
+            part = project(pane)
+            acc = part.copy() if acc is None else acc + part
+            events += pane.n
+            if events >= self.events:  # the whole window: judged as such elsewhere
+                break
+            if events >= target:
+                out.append((events, acc.copy()))
+                while target <= events:
+                    target = math.ceil(target * RECENT_GROWTH)
+        return tuple(out)
+
+    def snapshot(
+        self,
+        recent_min_events: int | None = None,
+        project: Callable[[Pane], npt.NDArray[np.float64]] | None = None,
+    ) -> WindowSnapshot:
+        """A copy of the totals; with ``recent_min_events`` and ``project``, also
+        :meth:`recent`."""
         return WindowSnapshot(
             self.totals.copy(),
             self.sum_totals.copy(),
             self.events,
             self.oldest_timestamp,
             self.newest_timestamp,
+            ()
+            if recent_min_events is None or project is None
+            else self.recent(recent_min_events, project),
         )
