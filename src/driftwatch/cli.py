@@ -50,6 +50,20 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="the pipeline over a JSON-lines file of events")
     rep.add_argument("--config", required=True, type=Path)
     rep.add_argument("--input", required=True, type=Path)
+    bt = sub.add_parser(
+        "backtest",
+        help="score the rules against known change points of a JSON-lines history",
+    )
+    bt.add_argument("--config", required=True, type=Path)
+    bt.add_argument("--input", required=True, type=Path)
+    bt.add_argument(
+        "--changes",
+        type=Path,
+        default=None,
+        help="ids of the first events after known changes: one a line, or a JSON array "
+        '(besides lines with "change": true)',
+    )
+    bt.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     return p
 
 
@@ -155,6 +169,34 @@ def replay_cmd(config: Path, source: Path) -> int:
     return 0
 
 
+def backtest_cmd(config: Path, source: Path, changes: Path | None, as_json: bool) -> int:
+    from driftwatch.backtest import backtest, format_table, read_change_ids
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        return _config_errors(exc)
+    for flag, path in (("--input", source), ("--changes", changes)):
+        if path is not None and not path.exists():
+            print(f"driftwatch: {flag} {path}: file not found", file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        ids = [] if changes is None else read_change_ids(changes)
+        report = backtest(cfg, source, ids)
+    except DriftwatchError as exc:
+        print(f"driftwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for ident in report.unmatched:
+        print(f"driftwatch: --changes: id {ident!r} matches no valid prediction", file=sys.stderr)
+    if report.invalid:
+        print(f"driftwatch: skipped invalid records: {report.invalid}", file=sys.stderr)
+    if as_json:
+        sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(format_table(report))
+    return 0
+
+
 def produce_demo(bootstrap: str, topic: str, rate: float, drift_after: float) -> int:
     import signal
     import threading
@@ -184,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args.config)
     if args.command == "replay":
         return replay_cmd(args.config, args.input)
+    if args.command == "backtest":
+        return backtest_cmd(args.config, args.input, args.changes, args.json)
     if args.command == "produce-demo":
         return produce_demo(args.bootstrap, args.topic, args.rate, args.drift_after)
     from driftwatch.demo.runner import demo

@@ -57,8 +57,11 @@ def replay(
     batch: int = 500,
     *,
     clock: Callable[[], float] = time.time,
+    pipeline: Pipeline | None = None,
 ) -> Pipeline:
-    pipeline = build_pipeline(config)
+    """Replay ``records`` through ``pipeline`` (default: a new one built from ``config``),
+    calling ``emit`` with each evaluation's line; returns the pipeline."""
+    pipeline = build_pipeline(config) if pipeline is None else pipeline
     decoder = pipeline.decoder
     started = clock()
     # One wall-clock reading for the whole run: every line is judged against the same
