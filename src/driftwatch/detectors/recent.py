@@ -41,6 +41,12 @@ IntArray = npt.NDArray[np.int64]
 #: A reference cell expecting fewer events than this at the smallest size is pooled.
 MIN_EXPECTED = 5.0
 
+#: Significance a breaching feature's tests need to keep breaching (hysteresis): a shift
+#: just found on a few hundred events must not flap off at the next evaluation, whose
+#: newest panes cut the stream elsewhere. Under no drift the hold ends within a few
+#: evaluations (each size and test passes it with probability 1e-3).
+HOLD_ALPHA = 1e-3
+
 
 @dataclass(frozen=True)
 class RecentRule:
@@ -179,6 +185,7 @@ class RecentTests:
         self._df = np.array([f.df for f in feats], dtype=np.float64)
         self._testable = np.array([f.cells for f in feats], dtype=np.bool_)
         self._chi2 = np.array([chi2_limit(rule.alpha, f.df) for f in feats], dtype=np.float64)
+        self._chi2_held = np.array([chi2_limit(HOLD_ALPHA, f.df) for f in feats], dtype=np.float64)
         self._cache: dict[int, tuple[int, FloatArray]] = {}
         self._seen: set[int] = set()
 
@@ -235,20 +242,23 @@ class RecentTests:
         resolve_ratio: float = 1.0,
     ) -> dict[str, Breach]:
         """Per feature, the smallest size that breached (features that did not: absent).
-        A feature in ``was`` (breaching before) keeps breaching with its effect floor at
-        ``min_psi x resolve_ratio``."""
+        A feature in ``was`` (breaching before) keeps breaching at significance
+        :data:`HOLD_ALPHA`, with its effect floor at ``min_psi x resolve_ratio``."""
         rule = self.rule
         if not rule.enabled or not self.names:
             return {}
-        floor = np.array([rule.min_psi * (resolve_ratio if f in was else 1.0) for f in self.names])
+        held = np.array([f in was for f in self.names], dtype=np.bool_)
+        floor = np.where(held, rule.min_psi * resolve_ratio, rule.min_psi)
         out: dict[str, Breach] = {}
         for events, summary in recent:
-            hits = self._test(summary, floor)
+            hits = self._test(summary, floor, held)
             for j, (div, test, value) in hits.items():
                 out.setdefault(self.names[j], Breach(events, div, test, value))
         return out
 
-    def _test(self, summary: FloatArray, floor: FloatArray) -> dict[int, tuple[float, str, float]]:
+    def _test(
+        self, summary: FloatArray, floor: FloatArray, held: npt.NDArray[np.bool_]
+    ) -> dict[int, tuple[float, str, float]]:
         nf = len(self.names)
         n, sum_u, sum_w, cells = (
             summary[:nf],
@@ -271,8 +281,8 @@ class RecentTests:
             scale = 1.0 / n + 1.0 / big_n
             zl = np.abs(sum_u / n - self._loc[:, 0]) / np.sqrt(self._loc[:, 1] * scale)
             zs = np.abs(sum_w / n - self._spread[:, 0]) / np.sqrt(self._spread[:, 1] * scale)
-        z = z_limit(self.rule.alpha)
-        by_cells = x2 > self._chi2
+        z = np.where(held, z_limit(max(HOLD_ALPHA, self.rule.alpha)), z_limit(self.rule.alpha))
+        by_cells = x2 > np.where(held, np.minimum(self._chi2_held, self._chi2), self._chi2)
         by_loc = zl > z  # NaN (no test) compares False
         by_spread = zs > z
         hit = ok & (divergence >= floor) & (by_cells | by_loc | by_spread)
