@@ -104,3 +104,27 @@ def test_yaml_errors_and_missing_file(tmp_path):
     bad.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(bad)
+
+
+def test_recent_drift_keys_have_defaults_and_are_validated():
+    cfg = parse_config(minimal(), Path("/tmp"))
+    recent = cfg.models[0].drift.recent
+    assert (recent.enabled, recent.min_events, recent.alpha, recent.min_psi) == (
+        True,
+        100,
+        1e-8,
+        0.1,
+    )
+    assert cfg.models[0].drift.ks_min_statistic == 0.1
+    got = problems(
+        minimal(drift={"recent": {"alpha": 2, "min_events": 5, "speed": 1}, "ks_min_statistic": 1})
+    )
+    text = "\n".join(got)
+    for key in ("recent.alpha", "recent.min_events", "recent.speed", "ks_min_statistic"):
+        assert f"models[0].drift.{key}" in text, text
+
+
+def test_example_config_spells_out_the_recent_defaults():
+    cfg = load_config(ROOT / "config" / "driftwatch.example.yaml")
+    default = parse_config(minimal(), Path("/tmp")).models[0].drift.recent
+    assert cfg.models[0].drift.recent == default
