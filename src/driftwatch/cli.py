@@ -180,6 +180,13 @@ def backtest_cmd(config: Path, source: Path, changes: Path | None, as_json: bool
         if path is not None and not path.exists():
             print(f"driftwatch: {flag} {path}: file not found", file=sys.stderr)
             return EXIT_CONFIG
+    if not source.is_file():  # a pipe would be empty the second time
+        print(
+            f"driftwatch: --input {source}: not a regular file (backtest reads it twice: "
+            "change points, then the replay)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     try:
         ids = [] if changes is None else read_change_ids(changes)
         report = backtest(cfg, source, ids)

@@ -132,12 +132,13 @@ class RecentConfig(_Strict):
     """``drift.recent``: the newest events judged on their own (CONTRACT section 8)."""
 
     enabled: bool = True
-    #: The smallest number of newest events tested; sizes double from here.
+    #: The smallest number of newest events tested; sizes grow by sqrt(2) from here.
     min_events: int = Field(default=100, ge=10)
     #: False-alarm probability of each test at each evaluation.
-    alpha: float = Field(default=1e-8, gt=0, lt=0.5)
-    #: Effect floor: the newest events' divergence from the reference (PSI scale).
-    min_psi: float = Field(default=0.1, ge=0)
+    alpha: float = Field(default=1e-8, gt=1e-300, lt=0.5)
+    #: Effect floor: the newest events' divergence from the reference (PSI scale);
+    #: null: half the feature's PSI threshold (threshold / 2, categorical_threshold / 2).
+    min_psi: float | None = Field(default=None, ge=0)
 
 
 class DriftConfig(_Strict):

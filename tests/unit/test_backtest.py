@@ -422,6 +422,9 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert main([*args, str(write(tmp_path, "[1, null]"))]) == 2
     assert "item 1" in capsys.readouterr().err
     assert capsys.readouterr().out == ""
+    # a pipe or directory: read twice, it would be scored against an empty replay
+    assert main(["backtest", "--config", str(cfg), "--input", str(tmp_path)]) == 2
+    assert "not a regular file" in capsys.readouterr().err
 
 
 def test_recorded_evaluations_score_like_the_rows(tmp_path):

@@ -113,7 +113,7 @@ def test_recent_drift_keys_have_defaults_and_are_validated():
         True,
         100,
         1e-8,
-        0.1,
+        None,
     )
     assert cfg.models[0].drift.ks_min_statistic == 0.1
     got = problems(

@@ -46,9 +46,9 @@ MIN_EXPECTED = 5.0
 
 #: Significance a breaching feature's tests need to keep breaching (hysteresis): a shift
 #: just found on a few hundred events must not flap off at the next evaluation, whose
-#: newest panes cut the stream elsewhere. Under no drift the hold ends within a few
-#: evaluations (each size and test passes it with probability 1e-3).
-HOLD_ALPHA = 1e-3
+#: newest panes cut the stream elsewhere. Under no drift the hold ends at once (each size
+#: and test passes it with probability 1e-5).
+HOLD_ALPHA = 1e-5
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,16 @@ class RecentRule:
     enabled: bool = True
     min_events: int = 100
     alpha: float = 1e-8
-    min_psi: float = 0.1
+    #: The effect floor; None: half the PSI threshold of the feature's kind (see
+    #: :meth:`~driftwatch.detectors.threshold.DriftRule.recent_floors`).
+    min_psi: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_events < 10:
             raise ValueError("min_events must be >= 10")
-        if not 0 < self.alpha < 0.5:
-            raise ValueError("alpha must be in (0, 0.5)")
-        if self.min_psi < 0:
+        if not 1e-300 < self.alpha < 0.5:
+            raise ValueError("alpha must be in (1e-300, 0.5)")
+        if self.min_psi is not None and self.min_psi < 0:
             raise ValueError("min_psi must be >= 0")
 
 
@@ -84,6 +86,8 @@ class Breach:
     """The smallest size of newest events that breached, with its figures."""
 
     events: int
+    #: the effect on the PSI scale: the cells' divergence, or the squared standardized
+    #: location or spread effect, whichever is largest
     divergence: float
     statistic: str  # cells | location | spread
     value: float  # X2, or |z|
@@ -129,23 +133,34 @@ class _Feature:
 
 
 def _pool(ref: FloatArray, small: int) -> IntArray:
-    """A cell index per reference cell: cells with under ``MIN_EXPECTED`` expected events
-    at ``small`` events (and the cell of unseen categories) pooled into one, itself joined
-    to the smallest other cell while it is still too small."""
+    """A cell index per reference cell, such that every cell expects at least
+    ``MIN_EXPECTED`` events at ``small`` events: cells under that (and the cell of unseen
+    categories, which expects none) are pooled, smallest first, into buckets that reach it;
+    a last bucket still under it joins the smallest cell. One cell left: no cells test."""
     total = ref.sum()
     share_floor = MIN_EXPECTED / small
     share = ref / total if total > 0 else np.zeros_like(ref)
-    rare = share < share_floor
-    keep = np.flatnonzero(~rare)
-    out = np.empty(ref.size, dtype=np.int64)
+    out = np.zeros(ref.size, dtype=np.int64)
+    keep = np.flatnonzero(share >= share_floor)
     out[keep] = np.arange(keep.size)
-    if rare.any():
-        if keep.size == 0:
-            out[:] = 0
-        elif share[rare].sum() >= share_floor or keep.size == 1:
-            out[rare] = keep.size
+    cells = keep.size
+    bucket: list[int] = []
+    mass = 0.0
+    for i in np.flatnonzero(share < share_floor)[np.argsort(share[share < share_floor])].tolist():
+        bucket.append(i)
+        mass += float(share[i])
+        if mass >= share_floor:
+            out[bucket] = cells
+            cells += 1
+            bucket, mass = [], 0.0
+    if bucket:  # what is left expects too few: into the smallest cell there is
+        if cells == 0:
+            out[bucket] = 0
         else:
-            out[rare] = int(np.argmin(share[keep]))
+            placed = np.ones(ref.size, dtype=np.bool_)
+            placed[bucket] = False
+            cell_share = np.bincount(out[placed], weights=share[placed], minlength=cells)
+            out[bucket] = int(np.argmin(cell_share))
     return out
 
 
@@ -153,7 +168,14 @@ class RecentTests:
     """The newest-events tests of one model's features (see the module docstring), all
     features of one size at once: a few ``bincount``s over the features' bins."""
 
-    def __init__(self, profile: ReferenceProfile, rule: RecentRule) -> None:
+    def __init__(
+        self,
+        profile: ReferenceProfile,
+        rule: RecentRule,
+        floors: tuple[float, float] = (0.1, 0.1),
+    ) -> None:
+        """``floors``: the effect floor of numerical and of categorical features when
+        ``rule.min_psi`` is None."""
         self.rule = rule
         feats = [
             _Feature(f, profile.slot_slice(j), profile.slot_bins(f), rule.min_events)
@@ -186,7 +208,17 @@ class RecentTests:
         self._ref = np.concatenate(ref) if feats else np.zeros(0)
         self._n_ref = np.array([f.ref.sum() for f in feats], dtype=np.float64)
         self._df = np.array([f.df for f in feats], dtype=np.float64)
-        self._testable = np.array([f.cells for f in feats], dtype=np.bool_)
+        self._has_cells = np.array([f.cells for f in feats], dtype=np.bool_)
+        self._testable = self._has_cells | ~np.isnan(self._loc[:, 1])
+        self._floor = np.array(
+            [
+                rule.min_psi
+                if rule.min_psi is not None
+                else floors[0 if f.loc is not None or f.spread is not None else 1]
+                for f in feats
+            ],
+            dtype=np.float64,
+        )
         self._chi2 = np.array([chi2_limit(rule.alpha, f.df) for f in feats], dtype=np.float64)
         self._chi2_held = np.array([chi2_limit(HOLD_ALPHA, f.df) for f in feats], dtype=np.float64)
         self._cache: dict[int, tuple[int, FloatArray]] = {}
@@ -246,12 +278,12 @@ class RecentTests:
     ) -> dict[str, Breach]:
         """Per feature, the smallest size that breached (features that did not: absent).
         A feature in ``was`` (breaching before) keeps breaching at significance
-        :data:`HOLD_ALPHA`, with its effect floor at ``min_psi x resolve_ratio``."""
+        :data:`HOLD_ALPHA`, with its effect floor times ``resolve_ratio``."""
         rule = self.rule
         if not rule.enabled or not self.names:
             return {}
         held = np.array([f in was for f in self.names], dtype=np.bool_)
-        floor = np.where(held, rule.min_psi * resolve_ratio, rule.min_psi)
+        floor = np.where(held, self._floor * resolve_ratio, self._floor)
         out: dict[str, Breach] = {}
         for events, summary in recent:
             hits = self._test(summary, floor, held)
@@ -282,19 +314,30 @@ class RecentTests:
             x2 = np.bincount(self._cell_feat, weights=terms, minlength=nf) / (n * big_n)
             divergence = (x2 - self._df) * (n + big_n) / (n * big_n)
             scale = 1.0 / n + 1.0 / big_n
-            zl = np.abs(sum_u / n - self._loc[:, 0]) / np.sqrt(self._loc[:, 1] * scale)
-            zs = np.abs(sum_w / n - self._spread[:, 0]) / np.sqrt(self._spread[:, 1] * scale)
+            # standardized effects of location and spread (for a mean shift of d sd of a
+            # continuous feature both this squared and the divergence are ~d^2 ~ PSI)
+            el = np.abs(sum_u / n - self._loc[:, 0]) / np.sqrt(self._loc[:, 1])
+            es = np.abs(sum_w / n - self._spread[:, 0]) / np.sqrt(self._spread[:, 1])
+            zl = el / np.sqrt(scale)
+            zs = es / np.sqrt(scale)
+            # (squared, less their sampling variance: unbiased, like the divergence)
+            effect = np.fmax(
+                np.where(self._has_cells, divergence, np.nan),
+                np.fmax(el**2, es**2) - scale,
+            )
         z = np.where(held, z_limit(max(HOLD_ALPHA, self.rule.alpha)), z_limit(self.rule.alpha))
-        by_cells = x2 > np.where(held, np.minimum(self._chi2_held, self._chi2), self._chi2)
+        by_cells = self._has_cells & (
+            x2 > np.where(held, np.minimum(self._chi2_held, self._chi2), self._chi2)
+        )
         by_loc = zl > z  # NaN (no test) compares False
         by_spread = zs > z
-        hit = ok & ((divergence >= floor) | (floor <= 0)) & (by_cells | by_loc | by_spread)
+        hit = ok & ((effect >= floor) | (floor <= 0)) & (by_cells | by_loc | by_spread)
         out: dict[int, tuple[float, str, float]] = {}
         for j in np.flatnonzero(hit).tolist():
             if by_cells[j]:
-                out[j] = (float(divergence[j]), "cells", float(x2[j]))
+                out[j] = (float(effect[j]), "cells", float(x2[j]))
             elif by_loc[j]:
-                out[j] = (float(divergence[j]), "location", float(zl[j]))
+                out[j] = (float(effect[j]), "location", float(zl[j]))
             else:
-                out[j] = (float(divergence[j]), "spread", float(zs[j]))
+                out[j] = (float(effect[j]), "spread", float(zs[j]))
         return out

@@ -111,6 +111,14 @@ class DriftRule:
             return False
         return ks_pvalue < (self.ks_resolve_limit if was else self.threshold)
 
+    def recent_floors(self) -> tuple[float, float]:
+        """The newest-events effect floors of numerical and categorical features when
+        ``recent.min_psi`` is not set: half their PSI threshold (under ``ks``, numerical
+        features take half the PSI default, 0.1). A persistent shift smaller than that
+        never breaches through the newest events, whatever their number."""
+        numerical = self.threshold / 2 if self.method == "psi" else 0.1
+        return numerical, self.categorical_threshold / 2
+
     @property
     def ks_resolve_limit(self) -> float:
         """The p-value a firing KS feature must exceed to resolve: ``threshold / resolve_ratio``,

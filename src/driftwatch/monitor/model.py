@@ -112,7 +112,7 @@ class ModelMonitor:
             assert spec.window_seconds is not None
             self.window = TimeWindow(spec.window_seconds, nbins, nsums)
         self.join = LabelJoin(spec.label_ttl_seconds, spec.max_pending)
-        self.recent_tests = RecentTests(profile, spec.rule.recent)
+        self.recent_tests = RecentTests(profile, spec.rule.recent, spec.rule.recent_floors())
         self.label_stats = LabelStats()
         self.events_total = 0
         self.labels_total = 0

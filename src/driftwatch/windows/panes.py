@@ -248,10 +248,10 @@ class PaneWindow(ABC):
     ) -> tuple[tuple[int, npt.NDArray[np.float64]], ...]:
         """Summaries of the newest whole panes, at sizes growing from ``min_events``.
 
-        For ``s = min_events, min_events x RECENT_GROWTH, ...`` while ``s`` is below the
-        window's events: the fewest newest panes holding at least ``s`` events, as
-        ``(their events, the sum of project(pane) over them)``. Sizes the same panes
-        already cover are given once; the whole window is not. Read from the panes (the
+        For ``s = min_events, min_events x RECENT_GROWTH, ...``: the fewest newest panes
+        holding at least ``s`` events, as ``(their events, the sum of project(pane) over
+        them)``, as long as they hold at most half the window's events. Sizes the same
+        panes already cover are given once. Read from the panes (the
         window keeps no raw values); ``project`` may cache per pane key and ``n``."""
         if min_events < 1:
             raise ValueError("min_events must be >= 1")
@@ -265,7 +265,7 @@ class PaneWindow(ABC):
             part = project(pane)
             acc = part.copy() if acc is None else acc + part
             events += pane.n
-            if events >= self.events:  # the whole window: judged as such elsewhere
+            if 2 * events > self.events:  # newest means at most half the window
                 break
             if events >= target:
                 out.append((events, acc.copy()))

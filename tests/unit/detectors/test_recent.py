@@ -407,7 +407,7 @@ def test_no_drift_over_200k_stationary_events():
             alarms.append((b, drifting(ev)))
         if b == 1999:
             assert ev.window_events == 5000
-            assert len(mon.snapshot().recent) == 12  # 100, 150, 250 ... 4600
+            assert len(mon.snapshot().recent) == 10  # 100, 150, 250 ... 2300: half the window
     assert alarms == []
 
 
@@ -455,7 +455,7 @@ def test_effect_floor_keeps_a_negligible_shift_from_drifting():
     assert set(drifting(ev)) == {"normal"}
     hit = drifting(ev)["normal"]
     assert hit.resolution_test in TESTS and hit.resolution is not None
-    assert 1000 < hit.resolution < 20_000  # seen only on many events
+    assert 1000 < hit.resolution <= 10_000  # seen only on many events
 
     # the largest size, figured here: location z far beyond the limit, divergence tiny
     bins = profile.features["normal"]
@@ -467,7 +467,7 @@ def test_effect_floor_keeps_a_negligible_shift_from_drifting():
     u = bins.reference_cdf - p / 2.0
     n = summary[0]
     z = (summary[nf] / n - p @ u) / math.sqrt((p @ (u - p @ u) ** 2) * (1 / n + 1 / big_n))
-    assert events > 15_000 and z > 2 * z_limit(RecentRule().alpha)
+    assert events > 9_000 and z > 1.5 * z_limit(RecentRule().alpha)
     ref_cells = bins.reference_psi_counts.astype(np.float64)
     cells = summary[3 * nf : 3 * nf + ref_cells.size]
     x2 = (((cells * big_n - ref_cells * n) ** 2) / (cells + ref_cells)).sum() / (n * big_n)

@@ -19,8 +19,8 @@ Recent = tuple[tuple[int, npt.NDArray[np.float64]], ...]
 
 def expected_recent(window: PaneWindow, min_events: int) -> list[tuple[int, list[float]]]:
     """``recent`` written out the slow way: prefix sums of the newest panes' events, and
-    for each target ``min_events, ceil(t sqrt 2), ...`` below the window's events the
-    shortest prefix reaching it, once per distinct prefix, never the whole window."""
+    for each target ``min_events, ceil(t sqrt 2), ...`` the shortest prefix reaching it,
+    once per distinct prefix, as long as it holds at most half the window's events."""
     newest_first = list(reversed(window._panes))
     prefix = np.cumsum([p.n for p in newest_first]).tolist()
     assert (prefix[-1] if prefix else 0) == window.events
@@ -28,7 +28,9 @@ def expected_recent(window: PaneWindow, min_events: int) -> list[tuple[int, list
     target = min_events
     while target < window.events:
         j = next(i for i, total in enumerate(prefix) if total >= target)
-        if prefix[j] < window.events and j not in chosen:
+        if 2 * prefix[j] > window.events:
+            break
+        if j not in chosen:
             chosen.append(j)
         target = math.ceil(target * math.sqrt(2.0))
     out = []
@@ -53,7 +55,7 @@ def check_recent(window: PaneWindow, min_events: int) -> None:
     assert [(e, v.tolist()) for e, v in got] == want
     sizes = [e for e, _ in got]
     assert sizes == sorted(set(sizes))  # strictly increasing
-    assert all(e < window.events for e in sizes)
+    assert all(2 * e <= window.events for e in sizes)
     assert all(v.dtype == np.float64 for _, v in got)
     if min_events >= window.events:
         assert got == ()
@@ -115,13 +117,13 @@ def test_sizes_follow_the_sqrt2_sequence_on_unit_panes():
     w.add(np.zeros((100, 1), dtype=np.int64), np.zeros(100))
     assert w.pane_size == 1
     sizes = [e for e, _ in w.recent(10, lambda p: np.ones(1))]
-    assert sizes == [10, 15, 22, 32, 46, 66, 94]
+    assert sizes == [10, 15, 22, 32, 46]  # then 66: over half the window
     assert math.isclose(RECENT_GROWTH, math.sqrt(2.0))
     # each summary is the sum of one projection per pane
     assert [float(v[0]) for _, v in w.recent(10, lambda p: np.ones(1))] == sizes
 
 
-def test_recent_is_empty_at_or_above_the_window_and_checks_its_argument():
+def test_recent_is_empty_above_half_the_window_and_checks_its_argument():
     w = CountWindow(1000, 4)
     w.add(np.ones((300, 1), dtype=np.int64), np.zeros(300))
 
@@ -130,8 +132,9 @@ def test_recent_is_empty_at_or_above_the_window_and_checks_its_argument():
 
     assert w.recent(300, project) == ()
     assert w.recent(10_000, project) == ()
-    assert [e for e, _ in w.recent(299, project)] == []  # needs the whole window
-    assert [e for e, _ in w.recent(290, project)] == [290]
+    assert [e for e, _ in w.recent(151, project)] == []  # more than half the window
+    assert [e for e, _ in w.recent(150, project)] == [150]
+    assert [e for e, _ in w.recent(100, project)] == [100, 150]
     with pytest.raises(ValueError):
         w.recent(0, project)
     assert CountWindow(10, 4).recent(1, project) == ()  # an empty window
@@ -148,8 +151,8 @@ def test_snapshot_without_recent_arguments_has_no_recent():
     assert w.snapshot(100).recent == ()  # a size without a projection
     assert w.snapshot(None, project).recent == ()
     with_recent = w.snapshot(100, project).recent
-    assert [e for e, _ in with_recent] == [100, 150, 210, 290, 410, 580]
-    sizes = (100, 150, 210, 290, 410, 580)
+    assert [e for e, _ in with_recent] == [100, 150, 210, 290]  # <= 400: half of 800
+    sizes = (100, 150, 210, 290)
     assert [v.tolist() for _, v in with_recent] == [[0.0, e, 0.0, 0.0] for e in sizes]
     t = TimeWindow(100.0, 4)
     t.add(np.ones((50, 1), dtype=np.int64), np.arange(50.0))
