@@ -17,7 +17,13 @@ from scipy.stats import chi2, chi2_contingency, mannwhitneyu, norm
 from driftwatch.detectors import DriftRule
 from driftwatch.detectors.recent import RecentRule, RecentTests, chi2_limit, z_limit
 from driftwatch.events.columns import PredictionColumns
-from driftwatch.monitor import Evaluation, FeatureResult, ModelMonitor, MonitorSpec
+from driftwatch.monitor import (
+    Evaluation,
+    FeatureResult,
+    ModelMonitor,
+    MonitorSpec,
+    evaluate_snapshot,
+)
 from driftwatch.windows.panes import Pane
 from driftwatch.windows.reference import NumericalBins, ReferenceProfile
 
@@ -608,3 +614,120 @@ def test_breaches_are_finite_and_of_the_model(recent, was, ratio, min_psi):
         alone = [tests.breaches(((e, s),), was, ratio).get(f) for e, s in recent]
         assert b == next(x for x in alone if x is not None)
     assert tests.breaches((), was, ratio) == {}
+
+
+# -- regressions from the adversarial review -----------------------------------------------
+
+
+def _monitor(features: dict[str, str], reference: dict[str, Any], rule: DriftRule | None = None):
+    profile = ReferenceProfile.build(reference, features, "classification")
+    spec = MonitorSpec("m", "classification", features, rule or DriftRule(), window_events=5000)
+    return ModelMonitor(spec, profile)
+
+
+def _feed(mon, numerical: list[Any], categorical: list[list[str | None]], start: int) -> None:
+    n = len(numerical[0]) if numerical else len(categorical[0])
+    mon.ingest_columns(
+        PredictionColumns(
+            "m",
+            [f"e{start + i}" for i in range(n)],
+            1.79e9 + np.arange(start, start + n, dtype=np.float64),
+            np.array(numerical, dtype=np.float64).reshape(len(numerical), n),
+            categorical,
+            [],
+            [0] * n,
+            np.full(n, np.nan),
+        )
+    )
+
+
+def test_a_dominant_category_with_a_rare_one_raises_no_false_alarm():
+    """99.9 % "a", 0.1 % "b": the rare cell expects 0.1 event at 100 events, so it is pooled
+    (it was once a cell of its own: X2 ~ 1/0.001 whenever a "b" arrived)."""
+    rng = np.random.default_rng(0)
+
+    def flags(n: int) -> list[str | None]:
+        return [str(v) for v in np.where(rng.random(n) < 0.001, "b", "a")]
+
+    mon = _monitor({"flag": "categorical"}, {"flag": flags(10_000)})
+    _feed(mon, [], [flags(5000)], 0)
+    prev = None
+    for k in range(600):  # 60,000 events, evaluated every 100
+        _feed(mon, [], [flags(100)], 5000 + 100 * k)
+        ev = evaluate_snapshot(mon, mon.snapshot(), 0.0, prev)
+        prev = ev.hysteresis
+        assert not ev.drifted_features, (k, ev.features[0])
+
+
+def test_one_unseen_value_against_a_single_category_reference_is_not_drift():
+    mon = _monitor({"country": "categorical"}, {"country": ["US"] * 10_000})
+    values: list[str | None] = ["US"] * 5000
+    values[-1] = "CA"
+    _feed(mon, [], [values], 0)
+    assert not mon.evaluate(0.0).drifted_features
+
+
+def test_zero_inflated_feature_shift_is_found_by_location_without_cells():
+    """Poisson(0.1): the deciles collapse to one cell, so only location and spread can see
+    a shift to Poisson(2) (the whole-window PSI stays 0)."""
+    rng = np.random.default_rng(0)
+    mon = _monitor({"x": "numerical"}, {"x": rng.poisson(0.1, 5000).astype(float)})
+    assert not mon.recent_tests._has_cells[0]
+    _feed(mon, [rng.poisson(0.1, 5000).astype(float).tolist()], [], 0)
+    _feed(mon, [rng.poisson(2.0, 150).astype(float).tolist()], [], 5000)
+    f = mon.evaluate(0.0).features[0]
+    assert f.psi == pytest.approx(0.0, abs=1e-9)
+    assert f.drift and f.resolution_test in ("location", "spread") and f.resolution <= 150
+
+
+def test_high_cardinality_categorical_keeps_a_cells_test():
+    """25 categories at 4 % each: none expects 5 events at 100, so they are pooled in
+    buckets (not into one cell, which turned the test off); one category 4 % -> 60 %."""
+    rng = np.random.default_rng(0)
+    cats = [f"k{i:02d}" for i in range(25)]
+    mon = _monitor({"c": "categorical"}, {"c": rng.choice(cats, 10_000).tolist()})
+    assert mon.recent_tests._has_cells[0]
+    _feed(mon, [], [rng.choice(cats, 5000).tolist()], 0)
+    prev, seen = None, 0
+    while seen < 3000:
+        batch = np.where(rng.random(10) < 0.6, "k00", rng.choice(cats, 10)).tolist()
+        _feed(mon, [], [batch], 5000 + seen)
+        seen += 10
+        ev = evaluate_snapshot(mon, mon.snapshot(), 0.0, prev)
+        prev = ev.hysteresis
+        if ev.drifted_features:
+            break
+    assert ev.drifted_features and seen <= 200, seen
+
+
+def test_the_effect_floor_follows_the_drift_threshold():
+    assert DriftRule().recent_floors() == (0.1, 0.1)
+    assert DriftRule(threshold=0.3, categorical_threshold=0.4).recent_floors() == (0.15, 0.2)
+    assert DriftRule(method="ks", threshold=0.01).recent_floors() == (0.1, 0.1)
+    rng = np.random.default_rng(5)
+    ref = {"x": rng.normal(size=5000)}
+    shifted = (rng.normal(size=2500) + 0.6).tolist()  # PSI ~0.35 once the window is full
+    for threshold, expect in ((0.2, True), (1.5, False)):  # floors 0.1 and 0.75
+        mon = _monitor({"x": "numerical"}, ref, DriftRule(threshold=threshold))
+        _feed(mon, [rng.normal(size=5000).tolist()], [], 0)
+        _feed(mon, [shifted], [], 5000)
+        f = mon.evaluate(0.0).features[0]
+        assert f.drift is expect, (threshold, f)
+
+
+def test_pooling_leaves_every_cell_expecting_five_events():
+    from driftwatch.detectors.recent import MIN_EXPECTED, _pool
+
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        k = int(rng.integers(1, 30))
+        ref = np.floor(rng.pareto(1.0, k) * 10).astype(np.float64)
+        ref[rng.random(k) < 0.2] = 0.0
+        if ref.sum() == 0:
+            continue
+        small = int(rng.integers(10, 500))
+        cell = _pool(ref, small)
+        expected = np.bincount(cell, weights=ref / ref.sum() * small)
+        assert cell.min() == 0 and set(cell.tolist()) == set(range(cell.max() + 1))
+        if cell.max() >= 1:
+            assert expected.min() >= MIN_EXPECTED - 1e-9, (ref, small, expected)
