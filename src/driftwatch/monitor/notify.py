@@ -70,6 +70,11 @@ def notification(
             "psi": _clean(f.psi),
             "ks_statistic": _clean(f.ks_statistic),
             "ks_pvalue": _clean(f.ks_pvalue),
+            # which of the newest events breached (CONTRACT section 8): a feature found by
+            # its newest events may show a small whole-window PSI
+            "resolution": None
+            if f.resolution is None
+            else {"events": f.resolution, "test": f.resolution_test},
         }
         for f in evaluation.drifted_features
     ]

@@ -550,6 +550,13 @@ def test_feature_result_dict_carries_the_resolution():
     quiet = FeatureResult("x", "categorical", 0.01, None, None, False)
     assert quiet.to_dict()["resolution"] is None
     assert ev.to_dict()["features"][0]["resolution"] == by["normal"]["resolution"]
+    from driftwatch.detectors.policy import Edge
+    from driftwatch.monitor.notify import notification
+
+    body = notification(ev, "feature_drift", Edge.FIRED, 1).body
+    assert [(d["feature"], d["resolution"]) for d in body["drifted_features"]] == [
+        ("normal", by["normal"]["resolution"])
+    ]
 
 
 # -- robustness ----------------------------------------------------------------------------
