@@ -39,7 +39,7 @@ import numpy.typing as npt
 import orjson
 
 from driftwatch.errors import InvalidEvent
-from driftwatch.events.decode import _MS, _NS, _US, Decoder, _internal
+from driftwatch.events.decode import _MS, _NS, _US, MAX_VERSION_LENGTH, Decoder, _internal
 from driftwatch.events.schema import Label, ModelSchema, Prediction, category_key
 
 FloatArray = npt.NDArray[np.float64]
@@ -74,6 +74,8 @@ class PredictionColumns:
     predictions: list[Any]
     scores: FloatArray
     rows: list[int] = field(default_factory=list)
+    #: ``model_version`` of each event (None: none given); empty = none at all
+    versions: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -94,7 +96,12 @@ class PredictionColumns:
             [self.predictions[i] for i in index],
             self.scores[idx],
             [self.rows[i] for i in index] if self.rows else [],
+            [self.versions[i] for i in index] if self.versions else [],
         )
+
+    def version_list(self) -> list[str | None]:
+        """Each event's ``model_version`` (None where it has none)."""
+        return self.versions if self.versions else [None] * len(self.ids)
 
     @classmethod
     def concat(cls, parts: Sequence[PredictionColumns]) -> PredictionColumns:
@@ -117,6 +124,9 @@ class PredictionColumns:
             list(chain.from_iterable(p.predictions for p in parts)),
             np.concatenate([p.scores for p in parts]),
             list(chain.from_iterable(p.rows for p in parts)),
+            list(chain.from_iterable(p.version_list() for p in parts))
+            if any(p.versions for p in parts)
+            else [],
         )
 
     @classmethod
@@ -144,6 +154,9 @@ class PredictionColumns:
             [e.prediction for e in events],
             np.array([math.nan if e.score is None else e.score for e in events], np.float64),
             list(rows),
+            [e.model_version for e in events]
+            if any(e.model_version is not None for e in events)
+            else [],
         )
 
 
@@ -247,6 +260,7 @@ class _ModelColumns:
         predictions, scores = self.targets(
             [o.get("prediction") for o in objs], [o.get("score") for o in objs], bad
         )
+        versions = self.versions([o.get("model_version") for o in objs], bad)
 
         cols = PredictionColumns(
             schema.name,
@@ -257,8 +271,26 @@ class _ModelColumns:
             segments,
             predictions,
             scores,
+            versions=versions,
         )
         return cols, bad
+
+    @staticmethod
+    def versions(values: list[Any], bad: set[int]) -> list[str | None]:
+        """``model_version`` per event (empty list: none has one); odd ones join ``bad``."""
+        kinds = set(map(type, values))
+        if kinds == {type(None)}:
+            return []
+        if not kinds <= _STR_OR_NONE or not all(
+            0 < len(v) <= MAX_VERSION_LENGTH for v in values if v is not None
+        ):
+            bad |= {
+                j
+                for j, v in enumerate(values)
+                if v is not None and (type(v) is not str or not 0 < len(v) <= MAX_VERSION_LENGTH)
+            }
+            return [v if type(v) is str else None for v in values]
+        return values
 
     def check_ids(self, ids: list[Any], bad: set[int]) -> None:
         """Ids that are not strings of 1 to ``max_id_length`` characters join ``bad``."""
@@ -478,6 +510,7 @@ class _ModelShape:
                 ("prediction", target),
                 ("timestamp", float | None, None),
                 ("score", float | None, None),
+                ("model_version", str | None, None),
             ],
             tag_field="model",
             tag=schema.name,
@@ -507,8 +540,17 @@ class _ModelShape:
         predictions, scores = reader.targets(
             list(map(_PREDICTION, events)), list(map(_SCORE, events)), bad
         )
+        versions = reader.versions(list(map(_VERSION, events)), bad)
         cols = PredictionColumns(
-            schema.name, ids, stamps, numerical, categorical, segments, predictions, scores
+            schema.name,
+            ids,
+            stamps,
+            numerical,
+            categorical,
+            segments,
+            predictions,
+            scores,
+            versions=versions,
         )
         return cols, bad
 
@@ -518,6 +560,7 @@ _TIMESTAMP = attrgetter("timestamp")
 _FEATURES = attrgetter("features")
 _PREDICTION = attrgetter("prediction")
 _SCORE = attrgetter("score")
+_VERSION = attrgetter("model_version")
 #: Each decoder's typed tier, for the schemas it was built from (weak: it dies with it).
 _TYPED: weakref.WeakKeyDictionary[Decoder, tuple[Mapping[str, ModelSchema], _Typed | None]] = (
     weakref.WeakKeyDictionary()

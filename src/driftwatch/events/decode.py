@@ -55,6 +55,7 @@ INVALID_REASONS = (
     "invalid_timestamp",
     "timestamp_out_of_range",
     "invalid_id",
+    "invalid_version",
     "wrong_partition",
     "internal_error",
 )
@@ -67,6 +68,8 @@ MIN_TIMESTAMP = 946_684_800.0
 MAX_FUTURE_SECONDS = 300.0
 #: Longest ``id`` accepted, in characters (ids are held in memory and in checkpoints).
 MAX_ID_LENGTH = 256
+#: Longest ``model_version`` accepted, in characters (a Prometheus label value).
+MAX_VERSION_LENGTH = 128
 #: Longest :attr:`InvalidEvent.detail`; details quote the record only in short excerpts.
 MAX_DETAIL = 200
 
@@ -183,6 +186,20 @@ def _number(value: object, what: str) -> float:
     if not math.isfinite(f):
         raise InvalidEvent("non_finite", what)
     return f
+
+
+def check_version(value: object) -> str:
+    """A ``model_version``: a string of 1 to :data:`MAX_VERSION_LENGTH` characters."""
+    if type(value) is not str:
+        raise InvalidEvent(
+            "invalid_type", f"model_version: expected a string, got {type(value).__name__}"
+        )
+    if not 0 < len(value) <= MAX_VERSION_LENGTH:
+        raise InvalidEvent(
+            "invalid_version",
+            f"model_version: {len(value)} characters, not 1 to {MAX_VERSION_LENGTH}",
+        )
+    return value
 
 
 def _category(value: object, what: str) -> str:
@@ -392,7 +409,10 @@ class Decoder:
         pred = _target(pred_raw, schema.task, "prediction")
         score_raw = obj.get("score")
         score = None if score_raw is None else _number(score_raw, "score")
-        return Prediction(schema.name, ident, timestamp, values, pred, score, segments)
+        version = obj.get("model_version")
+        if version is not None:
+            version = check_version(version)
+        return Prediction(schema.name, ident, timestamp, values, pred, score, segments, version)
 
     def _label(
         self,

@@ -99,6 +99,8 @@ class Prediction:
     prediction: float | str
     score: float | None = None
     segments: dict[str, str | None] = field(default_factory=dict)
+    #: ``model_version`` (CONTRACT section 9): a string of 1 to 128 characters, or None.
+    model_version: str | None = None
 
 
 @dataclass(slots=True)

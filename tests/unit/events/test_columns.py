@@ -61,6 +61,7 @@ def assert_same_columns(a: PredictionColumns, b: PredictionColumns) -> None:
     assert _same_array(a.scores, b.scores)
     assert a.categorical == b.categorical
     assert a.segments == b.segments
+    assert a.version_list() == b.version_list()
     assert a.predictions == b.predictions
     assert [type(p) for p in a.predictions] == [type(p) for p in b.predictions]
 
@@ -131,6 +132,9 @@ DEVIATIONS: list[tuple[tuple[str, ...], Any]] = [
     (("model",), ["m"]), (("model",), None), (("prediction",), 2**64),
     (("prediction",), 10**20), (("prediction",), -(2**63) - 1), (("prediction",), 2**64 - 1),
     (("extra",), {"deep": [[[1]]]}), (("features", "extra"), 1.5),
+    (("model_version",), 3), (("model_version",), ""), (("model_version",), "v" * 128),
+    (("model_version",), "v" * 129), (("model_version",), None), (("model_version",), True),
+    (("model_version",), ["v1"]), (("model_version",), "é\u2028v"),
 ]  # fmt: skip
 
 
@@ -143,6 +147,7 @@ def _obj(event: dict[str, Any]) -> list[tuple[str, Any]]:
 def test_a_uniform_batch_with_a_few_odd_records(n, data):
     """The common case: one model, one shape, a handful of deviations at random places."""
     ts = float(T)
+    versioned = data.draw(st.booleans())
     base = [
         {
             "model": "m",
@@ -151,6 +156,7 @@ def test_a_uniform_batch_with_a_few_odd_records(n, data):
             "features": {"income": 1000.0 + i, "age": 30 + i % 50, "region": "n", "tier": "a"},
             "prediction": i % 2,
             "score": (i % 10) / 10,
+            **({"model_version": f"v{i % 3}"} if versioned else {}),
         }
         for i in range(n)
     ]

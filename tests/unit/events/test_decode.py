@@ -324,6 +324,18 @@ def test_wall_clock_is_read_once_per_record():
     assert len(calls) <= 3
 
 
+def test_model_version_is_an_optional_short_string():
+    assert fixed().prediction(ok(), NOW).model_version is None
+    assert fixed().prediction(ok(model_version="v2.1"), NOW).model_version == "v2.1"
+    assert fixed().prediction(ok(model_version=None), NOW).model_version is None
+    for bad, reason in (
+        (3, "invalid_type"),
+        ("", "invalid_version"),
+        ("v" * 129, "invalid_version"),
+    ):
+        assert reason_of(fixed().prediction, ok(model_version=bad), NOW) == reason
+
+
 def test_require_timestamp_for_replay():
     with pytest.raises(InvalidEvent) as exc:
         fixed().event(ok(timestamp=None), NOW, require_timestamp=True)
@@ -344,6 +356,7 @@ def test_invalid_reasons_are_listed():
         ok(id="x" * 300),
         ok(timestamp="yesterday"),
         ok(timestamp=NOW + 3600),
+        ok(model_version="v" * 129),
     ]
     reached = {reason_of(fixed().prediction, raw, NOW) for raw in corpus}
     # the pipeline, not the decoder, raises these two

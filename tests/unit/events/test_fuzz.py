@@ -278,6 +278,10 @@ def valid_events(draw: st.DrawFn) -> tuple[Obj, dict[str, Any]]:
         score = draw(st.floats(0, 1))
         obj.append(("score", score))
         expect["score"] = score
+    if draw(st.integers(0, 2)) == 0:
+        version = draw(st.text(min_size=1, max_size=128))
+        obj.append(("model_version", version))
+        expect["model_version"] = version
     return obj, expect
 
 
@@ -297,6 +301,7 @@ def test_valid_events_decode_to_what_they_say(case, default, bom):
         assert event.features == expect["features"]
         assert event.prediction == expect["prediction"]
         assert event.score == expect.get("score")
+        assert event.model_version == expect.get("model_version")
 
 
 @FUZZ
@@ -304,6 +309,7 @@ def test_valid_events_decode_to_what_they_say(case, default, bom):
 def test_extra_fields_are_ignored(case, extra):
     obj, _ = case
     fields = {"model", "id", "timestamp", "features", "prediction", "score", "label"}
+    fields.add("model_version")
     extra = [(k, v) for k, v in extra if k not in fields]
     plain = DEC.event(dump(obj), float(T))
     assert DEC.event(dump(Obj([*obj, *extra])), float(T)) == plain
@@ -312,6 +318,7 @@ def test_extra_fields_are_ignored(case, extra):
 #: Where a configured value is read: mutations aim here half of the time.
 READ = [
     ("model",), ("id",), ("timestamp",), ("prediction",), ("score",), ("label",), ("features",),
+    ("model_version",),
     ("features", "income"), ("features", "age"), ("features", "region"), ("features", "tier"),
 ]  # fmt: skip
 
