@@ -441,14 +441,96 @@ def model_drilldown() -> dict[str, Any]:
             ],
             (12, 39, 12, 6),
         ),
+        *quality_panels(S, 45),
     ]
     return dashboard(
         "driftwatch-model",
         "driftwatch / Model drill-down",
-        "One model: every feature, the predictions, performance and segments.",
+        "One model: every feature, the predictions, performance, segments and data quality.",
         panels,
-        [variable("model", "label_values(driftwatch_window_events, model)", multi=False)],
+        [
+            variable("model", "label_values(driftwatch_window_events, model)", multi=False),
+            variable(
+                "feature", 'label_values(driftwatch_feature_missing_ratio{model="$model"}, feature)'
+            ),
+        ],
     )
+
+
+def dashed(ref: str) -> dict[str, Any]:
+    """Field config drawing the targets of ``ref`` (the reference's figures) dashed."""
+    return {
+        "fieldConfig": {
+            "defaults": {"unit": "short", "custom": {}},
+            "overrides": [
+                {
+                    "matcher": {"id": "byFrameRefID", "options": ref},
+                    "properties": [
+                        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}
+                    ],
+                }
+            ],
+        }
+    }
+
+
+def quality_panels(selector: str, y: int) -> list[dict[str, Any]]:
+    """Data quality per feature (CONTRACT section 9), for the model drill-down."""
+    sf = f'{selector}, feature=~"$feature"'
+    return [
+        panel(
+            12,
+            "Missing ratio per feature",
+            "Share of the window's events where the feature is absent or null (driftwatch_feature_missing_ratio). Rule data_quality breaches above quality.max_missing_ratio.",
+            [target(f"driftwatch_feature_missing_ratio{{{sf}}}", "{{feature}}")],
+            (0, y, 8, 8),
+            unit="percentunit",
+        ),
+        panel(
+            13,
+            "Out-of-range ratio (numerical)",
+            "Share of a numerical feature's window values below the reference minimum or above its maximum (driftwatch_feature_out_of_range_ratio).",
+            [target(f"driftwatch_feature_out_of_range_ratio{{{sf}}}", "{{feature}}")],
+            (8, y, 8, 8),
+            unit="percentunit",
+        ),
+        panel(
+            14,
+            "New-category ratio (categorical)",
+            "Share of a categorical feature's window values in categories the reference never had (driftwatch_feature_new_category_ratio).",
+            [target(f"driftwatch_feature_new_category_ratio{{{sf}}}", "{{feature}}")],
+            (16, y, 8, 8),
+            unit="percentunit",
+        ),
+        panel(
+            15,
+            "Mean vs reference (numerical)",
+            "The window's mean from its fine bins (solid; error bound in /status) against the reference's mean (dashed). Pick features of one scale with the feature variable.",
+            [
+                target(f"driftwatch_feature_mean{{{sf}}}", "{{feature}}"),
+                target(
+                    f"driftwatch_feature_reference_mean{{{sf}}}", "{{feature}} (reference)", "B"
+                ),
+            ],
+            (0, y + 8, 12, 9),
+            extra=dashed("B"),
+        ),
+        panel(
+            16,
+            "Quantiles 0.05 / 0.5 / 0.95 vs reference (numerical)",
+            "The window's quantiles from its fine bins (solid; off by at most one fine bin's width, about 1/500 of the reference, per quantile in /status) against the reference's exact quantiles (dashed).",
+            [
+                target(f"driftwatch_feature_quantile{{{sf}}}", "{{feature}} q{{quantile}}"),
+                target(
+                    f"driftwatch_feature_reference_quantile{{{sf}}}",
+                    "{{feature}} q{{quantile}} (reference)",
+                    "B",
+                ),
+            ],
+            (12, y + 8, 12, 9),
+            extra=dashed("B"),
+        ),
+    ]
 
 
 def render() -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 from driftwatch.config import Config, ModelConfig
 from driftwatch.detectors.policy import AlertPolicy
 from driftwatch.detectors.recent import RecentRule
-from driftwatch.detectors.threshold import DriftRule, PerformanceRule
+from driftwatch.detectors.threshold import DriftRule, PerformanceRule, QualityRule
 from driftwatch.errors import ConfigError, DriftwatchError
 from driftwatch.events.decode import Decoder
 from driftwatch.events.schema import ModelSchema, category_key, is_missing
@@ -75,6 +75,18 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
         ks_min_statistic=d.ks_min_statistic,
         recent=RecentRule(d.recent.enabled, d.recent.min_events, d.recent.alpha, d.recent.min_psi),
     )
+    q = model.quality
+    quality_rule = (
+        None
+        if q is None
+        else QualityRule(
+            q.max_missing_ratio,
+            q.max_out_of_range_ratio,
+            q.max_new_category_ratio,
+            q.min_events,
+            model.alerts.resolve_ratio,
+        )
+    )
     spec = MonitorSpec(
         name=model.name,
         task=model.task,
@@ -87,6 +99,7 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
         max_segment_values=model.max_segment_values,
         label_ttl_seconds=p.label_ttl_seconds if p else 86_400.0,
         max_pending=p.max_pending if p else 1_000_000,
+        quality=quality_rule,
     )
     return ModelMonitor(spec, profile, layout, segments, reference_perf if p else {})
 

@@ -21,7 +21,7 @@ valid prediction are reported (a warning on stderr).
 
 Scoring, per model and rule (``feature_drift`` and ``dataset_drift`` always;
 ``prediction_drift`` only if some evaluation of the model had a prediction PSI;
-``performance`` only if the model has a performance rule), over that model's evaluations
+``performance`` and ``data_quality`` only if the model has that rule), over that model's evaluations
 in order, each with its ``events_total`` (the model's valid predictions ingested by then):
 
 * an *alarm* is a rising edge of the rule's breach: an evaluation where it breaches and
@@ -70,6 +70,9 @@ from driftwatch.monitor.results import RULES
 from driftwatch.replay import MAX_HELD, replay
 from driftwatch.sources.base import Record
 from driftwatch.sources.replay import read_records
+
+#: Rules scored only for a model that configures them.
+OPTIONAL_RULES = ("performance", "data_quality")
 
 DETECTORS = ("driftwatch", "baseline")
 COLUMNS = (
@@ -360,18 +363,19 @@ class Row:
 
 
 def score_models(
-    models: Mapping[str, bool],
+    models: Mapping[str, Collection[str]],
     recorded: Sequence[Recorded],
     changes: Mapping[str, Sequence[Change]],
 ) -> list[Row]:
-    """Rows per model (``models``: name -> has a performance rule, in output order) and
-    rule (in :data:`RULES` order), the detector's and its baseline's."""
+    """Rows per model (``models``: name -> its optional rules configured, ``performance``
+    and ``data_quality``, in output order) and rule (in :data:`RULES` order), the
+    detector's and its baseline's."""
     rows = []
-    for model, performance in models.items():
+    for model, optional in models.items():
         evals = [r for r in recorded if r.model == model]
         found = changes.get(model, ())
         for rule in RULES:
-            if rule == "performance" and not performance:
+            if rule in OPTIONAL_RULES and rule not in optional:
                 continue
             if rule == "prediction_drift" and not any(r.prediction_psi for r in evals):
                 continue
@@ -433,7 +437,14 @@ def backtest(
         clock=lambda: started,
         pipeline=pipeline,
     )
-    models = {m.name: m.performance is not None for m in config.models}
+    models = {
+        m.name: {
+            rule
+            for rule, section in (("performance", m.performance), ("data_quality", m.quality))
+            if section is not None
+        }
+        for m in config.models
+    }
     rows = score_models(models, recorded, scan.changes)
     unmatched = [i for i in dict.fromkeys(change_ids) if i not in scan.matched]
     invalid = dict(pipeline.telemetry.snapshot().invalid_total)

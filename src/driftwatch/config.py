@@ -183,12 +183,39 @@ class PerformanceConfig(_Strict):
     max_pending: int = Field(default=1_000_000, ge=1)
 
 
+class QualityConfig(_Strict):
+    """``quality``: rule ``data_quality`` (CONTRACT section 9). Each ``max_*`` is optional;
+    a feature's ratio above it breaches. The ratios are exported whether or not it is set."""
+
+    #: share of the window's events where the feature is absent or null
+    max_missing_ratio: float | None = Field(default=None, ge=0, le=1)
+    #: numerical: share of the feature's values outside the reference's [min, max]
+    max_out_of_range_ratio: float | None = Field(default=None, ge=0, le=1)
+    #: categorical: share of the feature's values in categories the reference never had
+    max_new_category_ratio: float | None = Field(default=None, ge=0, le=1)
+    #: no decision on fewer window events (missing), or fewer of the feature's values
+    min_events: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _some_threshold(self) -> QualityConfig:
+        if (
+            self.max_missing_ratio is None
+            and self.max_out_of_range_ratio is None
+            and self.max_new_category_ratio is None
+        ):
+            raise ValueError(
+                "expected at least one of max_missing_ratio, max_out_of_range_ratio, "
+                "max_new_category_ratio"
+            )
+        return self
+
+
 class AlertsConfig(_Strict):
     consecutive: int = Field(default=1, ge=1)
     cooldown_seconds: float = Field(default=3600.0, ge=0)
     #: Hysteresis: a firing rule resolves only once its statistic is below threshold x ratio
     #: (PSI; for KS p-values above threshold / ratio; for performance a drop below
-    #: max_drop x ratio). 1 disables it.
+    #: max_drop x ratio; for data quality a ratio at most max x ratio). 1 disables it.
     resolve_ratio: float = Field(default=0.5, gt=0, le=1)
 
 
@@ -200,6 +227,7 @@ class ModelConfig(_Strict):
     features: dict[str, FeatureKind] = Field(min_length=1)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     performance: PerformanceConfig | None = None
+    quality: QualityConfig | None = None
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     webhooks: list[str] = Field(default_factory=list)
     #: Cohorts: columns (read from each event's ``features``) whose values split the model.

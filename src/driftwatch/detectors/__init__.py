@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from driftwatch.detectors.policy import AlertPolicy, Edge, RuleState
-from driftwatch.detectors.threshold import DriftRule, PerformanceRule
+from driftwatch.detectors.threshold import DriftRule, PerformanceRule, QualityRule
 
-__all__ = ["AlertPolicy", "DriftRule", "Edge", "PerformanceRule", "RuleState"]
+__all__ = ["AlertPolicy", "DriftRule", "Edge", "PerformanceRule", "QualityRule", "RuleState"]

@@ -2,7 +2,8 @@
 at the previous evaluation (``was``) keeps breaching until it is clearly back: below
 ``threshold x resolve_ratio`` for PSI, above ``threshold / resolve_ratio`` (capped below 1,
 see :attr:`DriftRule.ks_resolve_limit`) for a KS p-value,
-a drop below ``max_drop x resolve_ratio`` for performance."""
+a drop below ``max_drop x resolve_ratio`` for performance, a data-quality ratio at most
+``max x resolve_ratio``."""
 
 from __future__ import annotations
 
@@ -162,3 +163,46 @@ class PerformanceRule:
             return False
         drop = current - reference if self.lower_is_better else reference - current
         return drop > (self.max_drop * self.resolve_ratio if was else self.max_drop)
+
+
+#: The data-quality ratios a :class:`QualityRule` may bound, as named in its thresholds.
+QUALITY_RATIOS = ("missing_ratio", "out_of_range_ratio", "new_category_ratio")
+
+
+@dataclass(frozen=True)
+class QualityRule:
+    """Data quality (rule ``data_quality``): a feature's ratio breaches when it exceeds its
+    ``max_<ratio>`` (``None``: not checked), judged on at least ``min_events`` events (the
+    ratio's denominator: window events for ``missing_ratio``, the feature's values for the
+    others). A ratio that breached keeps breaching until it is at most
+    ``max x resolve_ratio``."""
+
+    max_missing_ratio: float | None = None
+    max_out_of_range_ratio: float | None = None
+    max_new_category_ratio: float | None = None
+    min_events: int = 200
+    resolve_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in QUALITY_RATIOS:
+            limit = self.threshold(name)
+            if limit is not None and not 0 <= limit <= 1:
+                raise ValueError(f"max_{name} must be in [0, 1]")
+        if self.min_events < 1:
+            raise ValueError("min_events must be >= 1")
+        if not 0 < self.resolve_ratio <= 1:
+            raise ValueError("resolve_ratio must be in (0, 1]")
+
+    def threshold(self, ratio: str) -> float | None:
+        """The bound of ``ratio`` (one of :data:`QUALITY_RATIOS`), or None."""
+        if ratio not in QUALITY_RATIOS:
+            raise ValueError(f"unknown data-quality ratio {ratio!r}")
+        limit: float | None = getattr(self, f"max_{ratio}")
+        return limit
+
+    def breach(self, ratio: str, value: float, support: int, was: bool = False) -> bool:
+        """Does ``value`` of ``ratio``, over ``support`` events or values, breach?"""
+        limit = self.threshold(ratio)
+        if limit is None or support < self.min_events or math.isnan(value):
+            return False
+        return value > (limit * self.resolve_ratio if was else limit)

@@ -4,7 +4,8 @@ The model's count vector is a sequence of *regions*: region 0 is the whole model
 then one per segment value (see ``monitor.segments``). Each region holds every slot's
 bins (features, then the prediction), one bin counting the region's events, and the
 performance block (``monitor.performance``). An event adds one row per region it belongs to; a label
-adds its performance cells to the regions and pane of its prediction.
+adds its performance cells to the regions and pane of its prediction. Data quality
+(``monitor.quality``) is read from the same counts.
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ from driftwatch.detectors.recent import RecentTests
 from driftwatch.detectors.threshold import (
     DriftRule,
     PerformanceRule,
+    QualityRule,
     adjust_pvalues,
 )
 from driftwatch.events.columns import PredictionColumns
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.join import Awaiting, Joined, LabelJoin
 from driftwatch.monitor.performance import PerformanceLayout
+from driftwatch.monitor.quality import (
+    FeatureQuality,
+    QualityBreach,
+    quality_breaches,
+    window_quality,
+)
 from driftwatch.monitor.results import Evaluation, FeatureResult, Hysteresis, SegmentResult
 from driftwatch.monitor.segments import Segment
 from driftwatch.stats.ks import ks_pvalues, ks_statistic
@@ -60,6 +68,8 @@ class MonitorSpec:
     max_segment_values: int = 20
     label_ttl_seconds: float = 86_400.0
     max_pending: int = 1_000_000
+    #: rule ``data_quality``; None: none (the figures are computed all the same)
+    quality: QualityRule | None = None
 
     def __post_init__(self) -> None:
         if (self.window_events is None) == (self.window_seconds is None):
@@ -485,6 +495,7 @@ def evaluate_snapshot(
             events = int(snap.counts[base + monitor.count_offset])
             seg_labeled, seg_perf = region_perf(region) if spec.performance is not None else (0, {})
             segments.append(SegmentResult(seg.column, value, events, seg_labeled, psis, seg_perf))
+    quality, quality_hits = _quality(monitor, snap, previous)
     return Evaluation(
         model=spec.name,
         evaluated_at=now,
@@ -503,7 +514,23 @@ def evaluate_snapshot(
         performance_breach=breach,
         segments=tuple(segments),
         labels_pending=len(monitor.join.labels),
+        quality=quality,
+        quality_rule=spec.quality is not None,
+        quality_breaches=quality_hits,
     )
+
+
+def _quality(
+    monitor: ModelMonitor, snap: WindowSnapshot, previous: Hysteresis | None
+) -> tuple[dict[str, FeatureQuality], tuple[QualityBreach, ...]]:
+    """Every feature's data quality over the whole model (region 0), and what breaches the
+    model's ``data_quality`` rule (none without one)."""
+    events = int(snap.counts[monitor.count_offset])
+    quality = window_quality(monitor.profile, snap.counts[: monitor.region_size], events)
+    rule = monitor.spec.quality
+    if rule is None:
+        return quality, ()
+    return quality, quality_breaches(rule, quality, previous.quality if previous else frozenset())
 
 
 def _region_psi_counts(

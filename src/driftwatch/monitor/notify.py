@@ -17,6 +17,7 @@ _FIRED_TYPE = {
     "prediction_drift": "drift.detected",
     "dataset_drift": "drift.detected",
     "performance": "performance.degraded",
+    "data_quality": "data_quality.degraded",
 }
 
 
@@ -48,6 +49,14 @@ def _performance(evaluation: Evaluation) -> dict[str, Any] | None:
         "current": _clean(evaluation.performance.get(metric)),
         "reference": _clean(evaluation.performance_reference.get(metric)),
     }
+
+
+def _data_quality(evaluation: Evaluation) -> dict[str, Any] | None:
+    """Each (feature, ratio) breaching the data-quality rule, with its value and threshold;
+    None for a model without the rule."""
+    if not evaluation.quality_rule:
+        return None
+    return {"features": [b.to_dict() for b in evaluation.quality_breaches]}
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ def notification(
         },
         "drifted_features": drifted,
         "performance": _performance(evaluation),
+        "data_quality": _data_quality(evaluation),
         "prediction_psi": _clean(evaluation.prediction_psi),
         "drifted_features_ratio": evaluation.drifted_ratio,
     }

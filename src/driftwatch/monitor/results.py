@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-RULES = ("feature_drift", "prediction_drift", "dataset_drift", "performance")
+from driftwatch.monitor.quality import FeatureQuality, QualityBreach
+
+RULES = ("feature_drift", "prediction_drift", "dataset_drift", "performance", "data_quality")
 
 
 def _num(x: float | None) -> float | None:
@@ -83,6 +86,8 @@ class Hysteresis:
     prediction: bool = False
     dataset: bool = False
     performance: bool = False
+    #: (feature, ratio) pairs breaching the data-quality rule
+    quality: frozenset[tuple[str, str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,11 +95,19 @@ class Hysteresis:
             "prediction": self.prediction,
             "dataset": self.dataset,
             "performance": self.performance,
+            "quality": [list(pair) for pair in sorted(self.quality)],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hysteresis:
-        return cls(frozenset(d["drifting"]), d["prediction"], d["dataset"], d["performance"])
+        """Also reads a checkpoint from before the data-quality rule (no ``quality``)."""
+        return cls(
+            frozenset(d["drifting"]),
+            d["prediction"],
+            d["dataset"],
+            d["performance"],
+            frozenset((str(f), str(r)) for f, r in d.get("quality", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,11 @@ class Evaluation:
     performance_breach: bool = False
     segments: tuple[SegmentResult, ...] = ()
     labels_pending: int = 0
+    #: every feature's data quality and summaries (``monitor.quality``), in feature order
+    quality: Mapping[str, FeatureQuality] = field(default_factory=dict)
+    #: whether the model has a ``data_quality`` rule, and what breaches it
+    quality_rule: bool = False
+    quality_breaches: tuple[QualityBreach, ...] = ()
 
     @property
     def hysteresis(self) -> Hysteresis:
@@ -126,6 +144,7 @@ class Evaluation:
             self.prediction_drift,
             self.dataset_drift,
             self.performance_breach,
+            frozenset(b.key for b in self.quality_breaches),
         )
 
     @property
@@ -147,6 +166,7 @@ class Evaluation:
             "prediction_drift": self.prediction_drift,
             "dataset_drift": self.dataset_drift,
             "performance": self.performance_breach,
+            "data_quality": bool(self.quality_breaches),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,4 +194,6 @@ class Evaluation:
                 "reference": _metrics(self.performance_reference),
             },
             "segments": [s.to_dict() for s in self.segments],
+            "quality": {f: q.to_dict() for f, q in self.quality.items()},
+            "quality_breaches": [b.to_dict() for b in self.quality_breaches],
         }

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from driftwatch.events.decode import INVALID_REASONS
 from driftwatch.monitor.model import DELAY_BUCKETS
+from driftwatch.monitor.quality import quantile_label
 from driftwatch.monitor.telemetry import TelemetrySnapshot
 
 OUTCOMES = ("success", "retry", "failure")
@@ -39,6 +40,7 @@ class DriftwatchCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self._snapshot()
         yield from self._drift(s)
+        yield from self._quality(s)
         yield from self._performance(s)
         yield from self._labels(s)
         yield from self._counters(s)
@@ -98,6 +100,70 @@ class DriftwatchCollector(Collector):
         for (model, rule), on in sorted(s.alert_active.items()):
             alert.add_metric([model, rule], 1.0 if on else 0.0)
         yield from (psi, ks_stat, ks_p, drift, pred, ratio, window, last, alert)
+
+    def _quality(self, s: TelemetrySnapshot) -> Iterator[Metric]:
+        """Data quality and summaries per feature (CONTRACT section 9). The quantiles are
+        summary-typed (a ``quantile`` label is reserved for summaries: ``promtool check
+        metrics``), with quantile samples only: no ``_sum`` / ``_count``, which a window
+        would not keep monotonic."""
+        mf = ["model", "feature"]
+        missing = GaugeMetricFamily(
+            "driftwatch_feature_missing_ratio",
+            "Share of the window's events where the feature is absent or null",
+            labels=mf,
+        )
+        out_of_range = GaugeMetricFamily(
+            "driftwatch_feature_out_of_range_ratio",
+            "Numerical feature: share of the window's values below the reference minimum "
+            "or above its maximum",
+            labels=mf,
+        )
+        new_category = GaugeMetricFamily(
+            "driftwatch_feature_new_category_ratio",
+            "Categorical feature: share of the window's values in categories the reference "
+            "never had",
+            labels=mf,
+        )
+        mean = GaugeMetricFamily(
+            "driftwatch_feature_mean",
+            "Numerical feature: the window's mean, from its fine bins (error bound in /status)",
+            labels=mf,
+        )
+        quantile = Metric(
+            "driftwatch_feature_quantile",
+            "Numerical feature: the window's quantiles, from its fine bins (error at most one "
+            "fine bin's width; per quantile in /status)",
+            "summary",
+        )
+        ref_mean = GaugeMetricFamily(
+            "driftwatch_feature_reference_mean",
+            "Numerical feature: the reference's mean",
+            labels=mf,
+        )
+        ref_quantile = Metric(
+            "driftwatch_feature_reference_quantile",
+            "Numerical feature: the reference's quantiles (exact)",
+            "summary",
+        )
+        for model, ev in sorted(s.evaluations.items()):
+            for f, fq in ev.quality.items():
+                key = [model, f]
+                missing.add_metric(key, fq.missing_ratio)
+                if fq.new_category_ratio is not None:
+                    new_category.add_metric(key, fq.new_category_ratio)
+                if fq.kind != "numerical":
+                    continue
+                out_of_range.add_metric(key, _value(fq.out_of_range_ratio))
+                mean.add_metric(key, _value(fq.mean))
+                ref_mean.add_metric(key, _value(fq.reference_mean))
+                for family, values in (
+                    (quantile, fq.quantiles),
+                    (ref_quantile, fq.reference_quantiles),
+                ):
+                    for q, v in values.items():
+                        labels = {"model": model, "feature": f, "quantile": quantile_label(q)}
+                        family.add_sample(family.name, labels, v)
+        yield from (missing, out_of_range, new_category, mean, quantile, ref_mean, ref_quantile)
 
     def _performance(self, s: TelemetrySnapshot) -> Iterator[Metric]:
         cur = GaugeMetricFamily(

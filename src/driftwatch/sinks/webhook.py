@@ -108,6 +108,7 @@ GITHUB_PAYLOAD_KEYS = (
     "drifted_features",
     "performance",
     "drifted_features_ratio",
+    "data_quality",
 )
 
 
@@ -137,6 +138,7 @@ def shape(fmt: str, body: dict[str, Any]) -> dict[str, Any]:
 _HEADLINES = {
     "drift.detected": ":warning: Drift detected",
     "performance.degraded": ":chart_with_downwards_trend: Performance degraded",
+    "data_quality.degraded": ":broken_heart: Data quality degraded",
     "resolved": ":white_check_mark: Resolved",
 }
 
@@ -174,6 +176,13 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
     if perf and body["rule"] == "performance":
         lines.append(
             f"• {perf['metric']}: {_fmt(perf['current'])} (reference {_fmt(perf['reference'])})"
+        )
+    quality = body.get("data_quality")
+    if quality and body["rule"] == "data_quality":
+        lines.extend(
+            f"• `{b['feature']}` {b['ratio'].replace('_', ' ')} {_fmt(b['value'])}"
+            f" (max {_fmt(b['threshold'])})"
+            for b in quality.get("features", [])[:10]
         )
     if lines:
         blocks.append(

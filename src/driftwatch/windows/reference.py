@@ -8,11 +8,16 @@ edge. From one fine count vector the daemon derives:
 
 * the PSI decile counts exactly (each fine bin lies inside one decile bin);
 * the KS statistic, exact at every edge, and off by at most the reference mass
-  strictly inside one open interval (about 1/500) elsewhere.
+  strictly inside one open interval (about 1/500) elsewhere;
+* the data-quality figures of ``monitor.quality``: the values outside the reference's
+  range exactly (the first fine edge is the reference minimum, the last its maximum, so
+  they are the first and last bins), and the window's mean and quantiles within a bound
+  computed from the counts.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,6 +38,8 @@ FINE_QUANTILES = 500
 #: correction steps it takes before falling back to a binary search.
 GRID_CELLS = 4096
 GRID_STEPS = 4
+#: The quantiles of each numerical feature summarised per window and on the reference.
+SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
 
 
 class NumericalBinner:
@@ -160,6 +167,10 @@ class NumericalBins:
     reference_psi_counts: IntArray
     reference_cdf: FloatArray
     n_reference: int
+    #: The raw reference's mean and :data:`SUMMARY_QUANTILES` (``numpy.quantile``, linear),
+    #: computed at build time; not part of the bin layout (nor of a checkpoint's fingerprint).
+    reference_mean: float = math.nan
+    reference_quantiles: tuple[float, ...] = ()
     kind: str = field(default="numerical", init=False)
 
     @classmethod
@@ -191,11 +202,54 @@ class NumericalBins:
         ref_psi = np.bincount(
             np.searchsorted(psi_edges, ref, side="right"), minlength=psi_edges.size + 1
         )
-        return cls(fine, psi_edges, psi_of_fine, ref_psi.astype(np.int64), cdf, int(ref.size))
+        return cls(
+            fine,
+            psi_edges,
+            psi_of_fine,
+            ref_psi.astype(np.int64),
+            cdf,
+            int(ref.size),
+            _mean(ref),
+            tuple(float(x) for x in np.quantile(ref, SUMMARY_QUANTILES)),
+        )
 
     @property
     def nbins(self) -> int:
         return 2 * self.fine_edges.size + 1
+
+    @property
+    def minimum(self) -> float:
+        """The reference's smallest value: the first fine edge."""
+        return float(self.fine_edges[0])
+
+    @property
+    def maximum(self) -> float:
+        """The reference's largest value: the last fine edge."""
+        return float(self.fine_edges[-1])
+
+    @cached_property
+    def bin_bounds(self) -> tuple[FloatArray, FloatArray]:
+        """Each fine bin's lower and upper end: ``(fine[i-1], fine[i])`` for the open bin
+        ``2i`` (``-inf`` / ``+inf`` for the outer ones), ``fine[i]`` twice for bin ``2i+1``."""
+        fine = self.fine_edges
+        lower = np.empty(self.nbins, dtype=np.float64)
+        upper = np.empty(self.nbins, dtype=np.float64)
+        lower[0::2] = np.concatenate([[-np.inf], fine])
+        upper[0::2] = np.concatenate([fine, [np.inf]])
+        lower[1::2] = upper[1::2] = fine
+        return lower, upper
+
+    @cached_property
+    def bin_points(self) -> tuple[FloatArray, FloatArray]:
+        """Each fine bin's representative value and width (``monitor.quality``): the edge
+        and 0 for an equality bin, the midpoint and ``upper - lower`` for an open one, the
+        reference minimum / maximum and ``inf`` for the outer ones (values out of range)."""
+        lower, upper = self.bin_bounds
+        fine = self.fine_edges
+        point = lower / 2 + upper / 2  # cannot overflow
+        point[1::2] = fine
+        point[0], point[-1] = fine[0], fine[-1]
+        return point, upper - lower
 
     def bin(self, values: FloatArray) -> IntArray:
         """Fine bin of each value; -1 for NaN (a missing value). See :class:`NumericalBinner`."""
@@ -321,6 +375,15 @@ class ReferenceProfile:
             else:
                 prediction = CategoricalBins.from_reference(list(columns["prediction"]))
         return cls(bins, prediction, source)
+
+
+def _mean(values: FloatArray) -> float:
+    """The mean from the correctly rounded sum (``math.fsum``; numpy's mean on overflow)."""
+    try:
+        return math.fsum(values.tolist()) / values.size
+    except OverflowError:
+        with np.errstate(over="ignore"):
+            return float(np.mean(values))
 
 
 def _numeric(values: object, name: str) -> FloatArray:

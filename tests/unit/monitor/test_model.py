@@ -56,6 +56,7 @@ def test_evaluation_equals_statistics_over_the_raw_window():
         "prediction_drift": False,
         "dataset_drift": True,  # 2 of 4 features: the default share is 0.5
         "performance": False,
+        "data_quality": False,  # no quality rule configured
     }
 
 

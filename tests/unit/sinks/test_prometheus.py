@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from driftwatch.monitor.quality import FeatureQuality
 from driftwatch.monitor.results import RULES, Evaluation, FeatureResult
 from driftwatch.monitor.telemetry import Telemetry
 from driftwatch.sinks.prometheus import PrometheusExporter
@@ -25,8 +26,25 @@ def exporter():
         0.05,
         False,
         True,
+        quality={
+            "x": FeatureQuality(
+                "x",
+                "numerical",
+                1234,
+                1200,
+                34 / 1234,
+                out_of_range_ratio=0.01,
+                mean=2.5,
+                mean_error_bound=0.01,
+                quantiles={0.05: 1.0, 0.5: 2.5, 0.95: 4.0},
+                quantile_error_bounds={0.05: 0.02, 0.5: 0.01, 0.95: 0.03},
+                reference_mean=2.0,
+                reference_quantiles={0.05: 0.5, 0.5: 2.0, 0.95: 3.5},
+            ),
+            "c": FeatureQuality("c", "categorical", 1234, 1234, 0.0, new_category_ratio=0.25),
+        },
     )
-    tel.record(ev, {"feature_drift": True, "prediction_drift": False})
+    tel.record(ev, {"feature_drift": True, "prediction_drift": False, "data_quality": False})
     tel.count_events("m", 1234)
     tel.count_invalid("invalid_json", 3)
     tel.count_missing("m", "x", 2)
@@ -56,6 +74,24 @@ def test_contract_metrics_are_exported():
     )
     assert get("driftwatch_evaluation_duration_seconds_count") == 1
     assert get("driftwatch_last_evaluation_timestamp_seconds", {"model": "m"}) == 1_790_000_000.0
+
+
+def test_data_quality_metrics_are_exported():
+    get = exporter().registry.get_sample_value
+    x, c = {"model": "m", "feature": "x"}, {"model": "m", "feature": "c"}
+    assert get("driftwatch_feature_missing_ratio", x) == 34 / 1234
+    assert get("driftwatch_feature_missing_ratio", c) == 0.0
+    assert get("driftwatch_feature_out_of_range_ratio", x) == 0.01
+    assert get("driftwatch_feature_out_of_range_ratio", c) is None  # numerical only
+    assert get("driftwatch_feature_new_category_ratio", c) == 0.25
+    assert get("driftwatch_feature_new_category_ratio", x) is None  # categorical only
+    assert get("driftwatch_feature_mean", x) == 2.5
+    assert get("driftwatch_feature_reference_mean", x) == 2.0
+    for q, now, ref in (("0.05", 1.0, 0.5), ("0.5", 2.5, 2.0), ("0.95", 4.0, 3.5)):
+        assert get("driftwatch_feature_quantile", {**x, "quantile": q}) == now
+        assert get("driftwatch_feature_reference_quantile", {**x, "quantile": q}) == ref
+    assert get("driftwatch_feature_mean", c) is None
+    assert get("driftwatch_alert_active", {"model": "m", "rule": "data_quality"}) == 0.0
 
 
 @pytest.mark.parametrize("accept", [None, "application/openmetrics-text; version=1.0.0"])
