@@ -21,6 +21,10 @@ The :class:`Checkpointer` is its only owner. On the poll-loop thread:
    and makes the next checkpoint write every partition in full.
 4. At shutdown, :meth:`Checkpointer.final` waits for the writer, commits, then captures,
    writes and commits once more, on the poll thread.
+5. After a config reload changed the models, :meth:`Checkpointer.now` does step 2 at
+   once and in full (every owned partition, on the poll thread, dead letters flushed
+   first) and commits: the checkpoints hold the new layouts before anything else
+   happens, so a restart with the new config restores them.
 
 Notifications are not part of this: an alert edge reaches the SQLite outbox during
 evaluation, in one fsynced transaction with the rule states that produced it, before any
@@ -54,7 +58,7 @@ class Flushable(Protocol):
 
 
 class Checkpointer:
-    """Owns steps 2-4 of the module docstring (poll-loop thread, plus one writer thread)."""
+    """Owns steps 2-5 of the module docstring (poll-loop thread, plus one writer thread)."""
 
     def __init__(
         self,
@@ -131,6 +135,29 @@ class Checkpointer:
     def _commit(self, offsets: dict[TP, int]) -> None:
         assignment = self.partitions.assignment
         self.source.commit({tp: o for tp, o in offsets.items() if tp in assignment})
+
+    def set_interval(self, seconds: float) -> None:
+        """A reloaded ``state.checkpoint_interval_seconds`` (from the next tick on)."""
+        self.interval_seconds = seconds
+
+    def now(self) -> bool:
+        """Step 5: checkpoint every owned partition in full now and commit (poll thread).
+        False if it could not (dead letters unacknowledged, a failed write): the next tick
+        then writes every partition in full."""
+        self.wait()
+        self.commit_durable()
+        self.partitions.forget_saved()
+        self._last = self.clock()
+        if not self._dead_letters_durable():
+            return False
+        try:
+            offsets = self.partitions.capture().write()
+        except Exception:
+            log.exception("checkpoint write failed; offsets not committed")
+            self.partitions.forget_saved()
+            return False
+        self._commit(offsets)
+        return True
 
     def final(self) -> None:
         """Step 4: the shutdown checkpoint (raises if it cannot be made durable)."""

@@ -122,7 +122,7 @@ def run(path: Path) -> int:
     from driftwatch.daemon import Daemon
 
     try:
-        daemon = Daemon(load_config(path))
+        daemon = Daemon(load_config(path), config_path=path)
     except ConfigError as exc:
         return _config_errors(exc)
     except DriftwatchError as exc:

@@ -15,6 +15,9 @@ It wires the parts together and runs the poll loop; each guarantee has one owner
 The poll loop also watches the broker: while the consumer has not heard from it for
 longer than the session timeout, ``/readyz`` answers 503 saying so and
 ``driftwatch_kafka_broker_up`` is 0; consumption resumes by itself when it is back.
+
+``SIGHUP`` re-reads the config file and references between two polls (see
+:mod:`driftwatch.reload`, where what a reload keeps, restarts and refuses is written down).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -36,9 +41,15 @@ from driftwatch.config import Config
 from driftwatch.errors import ConfigError, OutboxError
 from driftwatch.monitor.telemetry import TelemetrySnapshot
 from driftwatch.partitions import Partitions
+from driftwatch.reload import (
+    ReloadPlan,
+    ReloadStatus,
+    plan_reload,
+    reference_digests,
+)
 from driftwatch.sinks.http import HttpEndpoints
 from driftwatch.sinks.outbox import Outbox
-from driftwatch.sinks.prometheus import PrometheusExporter
+from driftwatch.sinks.prometheus import PrometheusExporter, ReloadCollector
 from driftwatch.sinks.webhook import WebhookSender
 from driftwatch.sources.base import Consumer, RecordBatch
 from driftwatch.sources.clients import client_problems, make_consumer, producer_options
@@ -60,20 +71,34 @@ def misfire_grace(seconds: float) -> int:
 
 
 class Daemon:
-    def __init__(self, config: Config, on_ready: Callable[[Daemon], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        on_ready: Callable[[Daemon], None] | None = None,
+        config_path: Path | None = None,
+    ) -> None:
+        """``config_path``: the file ``config`` was read from, re-read on ``SIGHUP``."""
         problems = client_problems(config.kafka)
         if problems:
             raise ConfigError(problems)
         self.config = config
+        self.config_path = config_path
         self.targets = webhook_targets(config)
         self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
         self.on_ready = on_ready
         config.state.path.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state.path / "outbox.sqlite3")
         self.dead_letters: KafkaDeadLetters | None = None
         self.sender: WebhookSender | None = None
+        self.digests = reference_digests(config)  # before the references are read
         self.pipeline = build_pipeline(config, self.outbox, None, self._wake_sender)
-        self.exporter = PrometheusExporter(self._telemetry_snapshot, list(self.targets))
+        #: webhooks with exported delivery series: only ever appended to (a reload adds
+        #: new ones; removed ones keep their final counts), as the exporter reads it
+        self.webhook_names = list(self.targets)
+        self.exporter = PrometheusExporter(self._telemetry_snapshot, self.webhook_names)
+        self.reload_status = ReloadStatus(success=True, last_success_at=time.time())
+        self.exporter.registry.register(ReloadCollector(lambda: self.reload_status))
         self.http = HttpEndpoints(
             config.http.host, config.http.port, self.exporter.render, self.readiness, self.status
         )
@@ -85,6 +110,7 @@ class Daemon:
         self.partitions: Partitions | None = None
         self.source: Consumer | None = None
         self.checkpointer: Checkpointer | None = None
+        self.scheduler: BackgroundScheduler | None = None
         self._closers: list[Callable[[], None]] = []
         self.broker_down_since: float | None = None
         self._broker_lock = threading.Lock()
@@ -142,6 +168,10 @@ class Daemon:
         out["ready"] = ready
         out["readiness"] = why
         out["assignment"] = list(self.assignment_view)
+        out["config"] = {
+            "path": None if self.config_path is None else str(self.config_path),
+            **self.reload_status.to_dict(),
+        }
         items = self.outbox.listing(limit=100)
         out["webhooks"] = {
             "pending": [self._outbox_item(i) for i in items if i.status == "pending"],
@@ -234,7 +264,7 @@ class Daemon:
         self.checkpointer = checkpointer = Checkpointer(
             partitions, source, cfg.state.checkpoint_interval_seconds, self.dead_letters
         )
-        scheduler = BackgroundScheduler(daemon=True)
+        self.scheduler = scheduler = BackgroundScheduler(daemon=True)
         scheduler.add_job(
             self.evaluate,
             "interval",
@@ -259,6 +289,9 @@ class Daemon:
                     partitions.advance(batches)
                 checkpointer.commit_durable()
                 checkpointer.tick()
+                if self.reload_event.is_set() and not self.stop_event.is_set():
+                    self.reload_event.clear()
+                    self.reload()
             clean = True
         finally:
             log.info("shutting down: final evaluation, checkpoint and offset commit")
@@ -299,10 +332,94 @@ class Daemon:
             self.assignment_view = tuple(sorted(f"{t}/{p}" for t, p in self.assignment))
         return restored
 
+    # -- reload --------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read the config file and references and apply them (poll-loop thread, between
+        two polls; see :mod:`driftwatch.reload`). False if the reload was refused: the
+        running config is kept, the problems are logged naming their keys and counted."""
+        if self.config_path is None:
+            log.warning("config reload requested, but this daemon was not started from a file")
+            return False
+        log.info("reloading the config from %s", self.config_path)
+        try:
+            plan = plan_reload(self.config_path, self.config, self.pipeline, self.digests)
+            names = list(plan.pipeline.monitors)
+            owned = None if self.partitions is None else self.partitions.models_owned(names)
+            # the swap: raises, changing nothing, if the state cannot move over
+            changes = self.pipeline.adopt(plan.pipeline, plan.keep, owned)
+        except ConfigError as exc:
+            return self._refused(exc.problems)
+        except Exception as exc:  # a bug must not stop the daemon: the old config runs on
+            log.exception("config reload failed unexpectedly")
+            return self._refused([f"(internal error) {type(exc).__name__}: {exc}"])
+        self.reload_status = self.reload_status.succeeded(time.time())
+        self._adopted(plan, *changes)
+        return True
+
+    def _refused(self, problems: list[str]) -> bool:
+        log.error("config reload refused: %s (the running config is kept)", "; ".join(problems))
+        self.reload_status = self.reload_status.failed(problems)
+        return False
+
+    def _adopted(
+        self, plan: ReloadPlan, restarted: list[str], added: list[str], removed: list[str]
+    ) -> None:
+        """The pipeline runs the new config: the daemon's parts follow it."""
+        old, self.config = self.config, plan.config
+        self.digests = plan.digests
+        self.targets = plan.targets
+        if self.sender is not None:
+            self.sender.targets = plan.targets
+        self.webhook_names.extend(n for n in plan.targets if n not in self.webhook_names)
+        for name in restarted:
+            log.info("model %s: %s changed: window restarted", name, plan.restart[name])
+        for name in added:
+            log.info("model %s: added", name)
+        for name in removed:
+            log.info("model %s: removed from the config: no longer monitored", name)
+        log.info(
+            "config reloaded from %s: %d model(s) kept with their state, %d restarted, "
+            "%d added, %d removed",
+            self.config_path,
+            len(plan.keep),
+            len(restarted),
+            len(added),
+            len(removed),
+        )
+        if self.partitions is not None:
+            self.partitions.mark_relaid([*restarted, *added])
+        try:
+            self._reschedule(old)
+        except Exception:  # the new config runs; only its evaluation schedule lags
+            log.exception("the evaluation schedule could not follow the reload")
+        if self.checkpointer is not None:
+            self.checkpointer.set_interval(self.config.state.checkpoint_interval_seconds)
+            if (restarted or added or removed) and not self.checkpointer.now():
+                log.warning("the checkpoint after the reload is postponed to the next tick")
+
+    def _reschedule(self, old: Config) -> None:
+        """Apply a changed evaluation interval, then evaluate at once with the new config."""
+        scheduler = self.scheduler
+        if scheduler is None or not scheduler.running:
+            return
+        new = self.config.evaluation
+        if new.interval_seconds != old.evaluation.interval_seconds:
+            scheduler.reschedule_job("evaluate", trigger="interval", seconds=new.interval_seconds)
+        scheduler.modify_job(
+            "evaluate",
+            misfire_grace_time=misfire_grace(new.misfire_grace_seconds),
+            next_run_time=datetime.now(timezone.utc),
+        )
+
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
             log.info("received %s; stopping", signal.Signals(signum).name)
             self.stop_event.set()
 
+        def hangup(signum: int, frame: FrameType | None) -> None:
+            self.reload_event.set()  # the poll loop reloads between two polls
+
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+        if self.config_path is not None and hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, hangup)  # else SIGHUP keeps its default: exit

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from driftwatch.errors import CheckpointError, ConfigError
 from driftwatch.pipeline import Pipeline
 from driftwatch.sources.base import RecordBatch
 from driftwatch.sources.kafka import partition_of
-from driftwatch.state.checkpoint import CheckpointStore, PartitionCheckpoint, checkpoint_key
+from driftwatch.state.checkpoint import (
+    CheckpointStore,
+    ModelState,
+    PartitionCheckpoint,
+    checkpoint_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +65,26 @@ class Partitions:
         self.positions: dict[TP, int] = {}  # next offset to consume, per topic-partition
         #: per partition: the offsets and alert states of its last checkpoint
         self._saved: dict[int, tuple[dict[str, int], dict[str, Any]]] = {}
+        #: models whose layout a config reload changed (restarted or added) in this process:
+        #: a checkpoint of one made under another layout predates the reload, so it starts
+        #: that model empty instead of being refused (see :meth:`_stale_states`)
+        self.relaid: set[str] = set()
         pipeline.own(())
 
     def models_of(self, partition: int) -> list[str]:
         assert self.count is not None
         return [m for m in self.pipeline.monitors if partition_of(m, self.count) == partition]
+
+    def mark_relaid(self, models: Iterable[str]) -> None:
+        """A config reload changed these models' layout (restarted or added them)."""
+        self.relaid |= set(models)
+
+    def models_owned(self, models: Iterable[str]) -> frozenset[str]:
+        """Of these models, those on a partition this replica owns (after a reload)."""
+        if self.count is None:
+            return frozenset()
+        count = self.count
+        return frozenset(m for m in models if partition_of(m, count) in self.owned)
 
     def _ensure_count(self) -> int:
         """The prediction topic's partition count; the label topic must have as many
@@ -140,8 +160,10 @@ class Partitions:
             raise CheckpointError(
                 f"{key}: holds {cp.topic}/{cp.partition}, not {self.prediction_topic}/{p}"
             )
+        stale = self._stale_states(cp.models)
+        states = {m: st for m, st in cp.models.items() if m not in stale}
         try:
-            self.pipeline.restore(cp.models, cp.alerts)
+            self.pipeline.restore(states, cp.alerts)
         except ValueError as exc:
             raise CheckpointError(f"{key}: {exc}") from None
         for topic in self.topics:
@@ -153,8 +175,9 @@ class Partitions:
                 self.source.seek(topic, p, offset)
                 self.positions[tp] = offset
         fresh = [m for m in models if m not in cp.alerts]
-        if fresh:  # models added to the config since: a new lineage, durable at once
+        if fresh:  # models added to the config since: a new lineage
             self.pipeline.new_lineage(fresh)
+        if fresh or stale:  # durable at once
             self._initial_checkpoint(p)
         log.info(
             "partition %d: restored %d model(s) at offsets %s in %.3fs",
@@ -164,6 +187,23 @@ class Partitions:
             time.perf_counter() - started,
         )
         return True
+
+    def _stale_states(self, states: dict[str, ModelState]) -> set[str]:
+        """Models of a checkpoint that a config reload has since given another layout (the
+        checkpoint was written before the reload, or by a replica not yet reloaded): their
+        window starts empty, as the reload itself did; their alert state is restored."""
+        stale = set()
+        monitors = self.pipeline.monitors
+        for name in self.relaid & states.keys():
+            saved = states[name][0].get("fingerprint")
+            if name in monitors and saved is not None and saved != monitors[name].fingerprint:
+                stale.add(name)
+                log.info(
+                    "model %s: its checkpoint predates the config reload that changed its "
+                    "reference/window: window restarted",
+                    name,
+                )
+        return stale
 
     def _initial_checkpoint(self, p: int) -> None:
         job = CheckpointJob(self.store, self.prediction_topic)
@@ -229,7 +269,8 @@ class Partitions:
         return job
 
     def forget_saved(self) -> None:
-        """A checkpoint write failed: write every partition in full next time."""
+        """A checkpoint write failed, or a reload changed the models: write every partition
+        in full next time."""
         self._saved.clear()
 
 

@@ -8,7 +8,9 @@ thread, ``status`` on HTTP threads. ``_eval_lock`` (one model's evaluation, aler
 is always taken before ``_lock`` (windows and joins), never the other way round, and
 ``_lock`` is held only to copy or mutate a window, never across I/O. The set of owned
 models and the router are replaced whole (never mutated in place), so readers on other
-threads see either the old or the new one.
+threads see either the old or the new one; so are the monitors, alert states and decoder
+when a config reload is adopted (:meth:`Pipeline.adopt`, under both locks), and a loop
+that started on the old monitors skips a model that is no longer the current one.
 
 Guarantees kept here:
 
@@ -29,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +127,15 @@ class ModelAlerts:
 
 def new_lineage() -> str:
     return uuid.uuid4().hex
+
+
+def carry_counters(old: ModelMonitor, new: ModelMonitor) -> None:
+    """A restarted model keeps its consumption counters (they are Prometheus counters:
+    a reload is not a reset), per feature for the features it still has."""
+    new.events_total = old.events_total
+    new.labels_total = old.labels_total
+    new.late_events = old.late_events
+    new.missing = {f: old.missing.get(f, 0) for f in new.spec.features}
 
 
 class Pipeline:
@@ -407,14 +418,16 @@ class Pipeline:
             if owned is not None and name not in owned:
                 continue
             with self._lock:
+                if self.monitors.get(name) is not monitor:
+                    continue  # dropped or replaced by a reload since the loop started
                 ls = monitor.label_stats
-                stats = (
+                self.telemetry.set_labels(
+                    name,
                     dict(monitor.join.dropped),
                     list(ls.delay_buckets),
                     ls.delay_sum,
                     len(monitor.join.labels),
                 )
-            self.telemetry.set_labels(name, *stats)
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, now: float) -> list[tuple[Evaluation, list[Notification]]]:
@@ -432,6 +445,8 @@ class Pipeline:
             with self._eval_lock:
                 if self.owned is not None and name not in self.owned:
                     continue  # revoked since the round started: not exported again
+                if self.monitors.get(name) is not monitor:
+                    continue  # dropped or replaced by a reload since the round started
                 try:
                     with self._lock:
                         monitor.expire_labels(now)
@@ -554,6 +569,54 @@ class Pipeline:
         for name in models:
             zeros = dict.fromkeys(self.monitors[name].spec.features, 0)
             self.telemetry.restore_counts(name, 0, 0, 0, zeros)
+
+    # -- reload (the daemon's, on the poll thread) -----------------------------------------
+    def adopt(
+        self, fresh: Pipeline, keep: Collection[str], owned: frozenset[str] | None
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Take the monitors, alert policies, webhooks and decoder of ``fresh`` (built from a
+        new config by ``driftwatch.reload``): on the poll thread, between two applies, under
+        both locks (no evaluation runs meanwhile).
+
+        * a model in ``keep`` carries its whole state (window, label join, counters) and
+          its alert state over into its new monitor and policy;
+        * any other model of both *restarts its window*: its window and label join start
+          empty, its consumption counters and alert rule states (lineage, firings) carry
+          over, so a firing rule resolves once the restarted window stops breaching and
+          notification ids are never reused;
+        * a model only in ``fresh`` starts empty with a new lineage; a model only here is
+          dropped and no longer exported.
+
+        Everything that can fail is done to the new objects before the swap: an exception
+        leaves this pipeline as it was. ``owned``: the models this replica owns under the
+        new set (None: all). Returns (restarted, added, removed)."""
+        monitors, alerts = fresh.monitors, fresh.alerts
+        restarted = [m for m in monitors if m in self.monitors and m not in keep]
+        added = [m for m in monitors if m not in self.monitors]
+        removed = [m for m in self.monitors if m not in monitors]
+        with self._eval_lock, self._lock:
+            for name in added:
+                alerts[name].reset(new_lineage())
+            for name in [*keep, *restarted]:
+                old = self.monitors[name]
+                if name in keep:
+                    monitors[name].restore(*old.state())
+                else:
+                    carry_counters(old, monitors[name])
+                alerts[name].restore(self.alerts[name].state())
+                if name not in keep:
+                    alerts[name].hysteresis = None  # it described the discarded window
+            self.monitors, self.alerts, self.decoder = monitors, alerts, fresh.decoder
+            self.owned = owned
+        self.telemetry.forget([*removed, *restarted])
+        for name in [*restarted, *added]:
+            if owned is None or name in owned:
+                m = monitors[name]
+                self.telemetry.restore_counts(
+                    name, m.events_total, m.labels_total, m.late_events, m.missing
+                )
+        self._label_telemetry()
+        return restarted, added, removed
 
     def status(self) -> dict[str, Any]:
         """The latest evaluation of every owned model, from one telemetry snapshot (safe on

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import (
@@ -22,6 +23,9 @@ from driftwatch.events.decode import INVALID_REASONS
 from driftwatch.monitor.model import DELAY_BUCKETS
 from driftwatch.monitor.quality import quantile_label
 from driftwatch.monitor.telemetry import TelemetrySnapshot
+
+if TYPE_CHECKING:
+    from driftwatch.reload import ReloadStatus
 
 OUTCOMES = ("success", "retry", "failure")
 
@@ -376,3 +380,31 @@ class PrometheusExporter:
         """Exposition bytes and content type for an HTTP ``Accept`` header."""
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+
+class ReloadCollector(Collector):
+    """``driftwatch_config_*`` metrics, registered beside the main collector."""
+
+    def __init__(self, status: Callable[[], ReloadStatus]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._status()
+        ok = GaugeMetricFamily(
+            "driftwatch_config_last_reload_success",
+            "1 if the config in use was loaded by the last attempt (at start or on SIGHUP), "
+            "0 if the last SIGHUP reload was refused and the previous config keeps running",
+        )
+        ok.add_metric([], 1.0 if s.success else 0.0)
+        at = GaugeMetricFamily(
+            "driftwatch_config_last_reload_success_timestamp_seconds",
+            "When the config in use was loaded (at start or by a SIGHUP reload)",
+        )
+        at.add_metric([], s.last_success_at)
+        failures = CounterMetricFamily(
+            "driftwatch_config_reload_failures",
+            "SIGHUP reloads refused: invalid config, unusable reference or secret, or a key "
+            "that cannot change while running",
+        )
+        failures.add_metric([], s.failures)
+        yield from (ok, at, failures)
