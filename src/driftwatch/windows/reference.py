@@ -379,8 +379,14 @@ class ReferenceProfile:
 
 def _mean(values: FloatArray) -> float:
     """The mean from the correctly rounded sum (``math.fsum``; numpy's mean on overflow)."""
+    chunk = 1 << 16  # a list of one chunk at a time: memory stays flat on huge references
     try:
-        return math.fsum(values.tolist()) / values.size
+        return (
+            math.fsum(
+                x for lo in range(0, values.size, chunk) for x in values[lo : lo + chunk].tolist()
+            )
+            / values.size
+        )
     except OverflowError:
         with np.errstate(over="ignore"):
             return float(np.mean(values))
