@@ -12,7 +12,7 @@ from typing import Any
 from driftwatch.config import Config, ModelConfig
 from driftwatch.detectors.policy import AlertPolicy
 from driftwatch.detectors.recent import RecentRule
-from driftwatch.detectors.threshold import DriftRule, PerformanceRule, QualityRule
+from driftwatch.detectors.threshold import DriftRule, PerformanceRule, QualityRule, VersionRule
 from driftwatch.errors import ConfigError, DriftwatchError
 from driftwatch.events.decode import Decoder
 from driftwatch.events.schema import ModelSchema, category_key, is_missing
@@ -62,6 +62,21 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
             p.metric in LOWER_IS_BETTER,
             model.alerts.resolve_ratio,
         )
+    r = model.versions.regression
+    version_rule = None
+    if r is not None:
+        if r.metric not in layout.metrics:
+            raise DriftwatchError(
+                f"{where}: versions.regression.metric {r.metric} needs a score column "
+                "(roc_auc is computed from scores)"
+            )
+        version_rule = VersionRule(
+            r.metric,
+            r.max_drop,
+            r.min_labels,
+            r.metric in LOWER_IS_BETTER,
+            model.alerts.resolve_ratio,
+        )
     d = model.drift
     rule = DriftRule(
         method=d.method,
@@ -100,6 +115,8 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
         label_ttl_seconds=p.label_ttl_seconds if p else 86_400.0,
         max_pending=p.max_pending if p else 1_000_000,
         quality=quality_rule,
+        max_versions=model.versions.max_versions,
+        versions=version_rule,
     )
     return ModelMonitor(spec, profile, layout, segments, reference_perf if p else {})
 

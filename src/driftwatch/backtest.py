@@ -21,7 +21,8 @@ valid prediction are reported (a warning on stderr).
 
 Scoring, per model and rule (``feature_drift`` and ``dataset_drift`` always;
 ``prediction_drift`` only if some evaluation of the model had a prediction PSI;
-``performance`` and ``data_quality`` only if the model has that rule), over that model's evaluations
+``performance``, ``data_quality`` and ``version_regression`` only if the model has that
+rule), over that model's evaluations
 in order, each with its ``events_total`` (the model's valid predictions ingested by then):
 
 * an *alarm* is a rising edge of the rule's breach: an evaluation where it breaches and
@@ -72,7 +73,7 @@ from driftwatch.sources.base import Record
 from driftwatch.sources.replay import read_records
 
 #: Rules scored only for a model that configures them.
-OPTIONAL_RULES = ("performance", "data_quality")
+OPTIONAL_RULES = ("performance", "data_quality", "version_regression")
 
 DETECTORS = ("driftwatch", "baseline")
 COLUMNS = (
@@ -440,7 +441,11 @@ def backtest(
     models = {
         m.name: {
             rule
-            for rule, section in (("performance", m.performance), ("data_quality", m.quality))
+            for rule, section in (
+                ("performance", m.performance),
+                ("data_quality", m.quality),
+                ("version_regression", m.versions.regression),
+            )
             if section is not None
         }
         for m in config.models

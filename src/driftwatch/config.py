@@ -27,6 +27,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SECRET_WORDS = ("password", "secret", "token", "sasl_oauth", "ssl_key")
 
 
+def _metric_fits(metric: str, task: str) -> bool:
+    """A performance metric of the task (classification or regression)?"""
+    return (metric in _CLASSIFICATION_METRICS) == (task == "classification")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -210,6 +215,24 @@ class QualityConfig(_Strict):
         return self
 
 
+class RegressionConfig(_Strict):
+    """``versions.regression``: rule ``version_regression`` (needs ``kafka.label_topic``)."""
+
+    metric: PerformanceMetric = "accuracy"
+    #: fire when the newest version is worse than the previous one by more than this
+    max_drop: float = Field(default=0.02, ge=0)
+    #: labelled predictions each of the two versions needs in the window
+    min_labels: int = Field(default=200, ge=1)
+
+
+class VersionsConfig(_Strict):
+    """``versions``: per ``model_version`` figures (always on) and the optional rule."""
+
+    #: versions tracked apart; versions beyond them are pooled as ``__other__``
+    max_versions: int = Field(default=5, ge=1, le=100)
+    regression: RegressionConfig | None = None
+
+
 class AlertsConfig(_Strict):
     consecutive: int = Field(default=1, ge=1)
     cooldown_seconds: float = Field(default=3600.0, ge=0)
@@ -228,6 +251,7 @@ class ModelConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     performance: PerformanceConfig | None = None
     quality: QualityConfig | None = None
+    versions: VersionsConfig = Field(default_factory=VersionsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     webhooks: list[str] = Field(default_factory=list)
     #: Cohorts: columns (read from each event's ``features``) whose values split the model.
@@ -258,12 +282,10 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ModelConfig:
-        if self.performance is not None:
-            ok = self.performance.metric in _CLASSIFICATION_METRICS
-            if ok != (self.task == "classification"):
-                raise ValueError(
-                    f"performance.metric: {self.performance.metric} does not fit task {self.task}"
-                )
+        if self.performance is not None and not _metric_fits(self.performance.metric, self.task):
+            raise ValueError(
+                f"performance.metric: {self.performance.metric} does not fit task {self.task}"
+            )
         return self
 
 
@@ -284,6 +306,18 @@ class Config(_Strict):
                 problems.append(
                     f"models[{i}].performance: needs kafka.label_topic (where labels arrive)"
                 )
+            regression = m.versions.regression
+            if regression is not None:
+                if self.kafka.label_topic is None:
+                    problems.append(
+                        f"models[{i}].versions.regression: needs kafka.label_topic "
+                        "(where labels arrive)"
+                    )
+                if not _metric_fits(regression.metric, m.task):
+                    problems.append(
+                        f"models[{i}].versions.regression.metric: {regression.metric} does not "
+                        f"fit task {m.task}"
+                    )
             if m.name in seen:
                 problems.append(f"models[{i}].name: duplicate model name {json.dumps(m.name)}")
             for name in m.features:

@@ -31,6 +31,8 @@ class Awaiting:
     timestamp: float
     regions: tuple[int, ...]
     labeled: bool = False
+    #: the prediction's model-version slot (``monitor.versions``); -1: none
+    version: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +146,16 @@ class LabelJoin:
     def state(self) -> dict[str, Any]:
         return {
             "predictions": [
-                [i, w.pane, w.prediction, w.score, w.timestamp, list(w.regions), w.labeled]
+                [
+                    i,
+                    w.pane,
+                    w.prediction,
+                    w.score,
+                    w.timestamp,
+                    list(w.regions),
+                    w.labeled,
+                    w.version,
+                ]
                 for i, w in self.predictions.items()
             ],
             "labels": [[i, lab, at] for i, (lab, at) in self.labels.items()],
@@ -155,8 +166,12 @@ class LabelJoin:
     def restore(self, state: dict[str, Any]) -> None:
         self.predictions = {}
         self._by_pane = {}
-        for ident, pane, pred, score, ts, regions, labeled in state["predictions"]:
-            self.predictions[ident] = Awaiting(pane, pred, score, ts, tuple(regions), labeled)
+        # a checkpoint from before model versions has 7 fields: no version slot (-1)
+        for ident, pane, pred, score, ts, regions, labeled, *rest in state["predictions"]:
+            version = int(rest[0]) if rest else -1
+            self.predictions[ident] = Awaiting(
+                pane, pred, score, ts, tuple(regions), labeled, version
+            )
             self._by_pane.setdefault(pane, []).append(ident)
         self.labels = OrderedDict((i, (lab, at)) for i, lab, at in state["labels"])
         self._reindex()

@@ -5,7 +5,9 @@ then one per segment value (see ``monitor.segments``). Each region holds every s
 bins (features, then the prediction), one bin counting the region's events, and the
 performance block (``monitor.performance``). An event adds one row per region it belongs to; a label
 adds its performance cells to the regions and pane of its prediction. Data quality
-(``monitor.quality``) is read from the same counts.
+(``monitor.quality``) is read from the same counts. Per model version, a second window
+in lockstep with this one (``monitor.versions``) holds each version's events, prediction
+bins and performance block.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from driftwatch.detectors.threshold import (
     DriftRule,
     PerformanceRule,
     QualityRule,
+    VersionRule,
     adjust_pvalues,
 )
 from driftwatch.events.columns import PredictionColumns
@@ -37,6 +40,7 @@ from driftwatch.monitor.quality import (
 )
 from driftwatch.monitor.results import Evaluation, FeatureResult, Hysteresis, SegmentResult
 from driftwatch.monitor.segments import Segment
+from driftwatch.monitor.versions import VersionResult, VersionSnapshot, VersionWindow
 from driftwatch.stats.ks import ks_pvalues, ks_statistic
 from driftwatch.stats.psi import psi_from_counts
 from driftwatch.windows.count import CountWindow
@@ -70,10 +74,26 @@ class MonitorSpec:
     max_pending: int = 1_000_000
     #: rule ``data_quality``; None: none (the figures are computed all the same)
     quality: QualityRule | None = None
+    #: model versions tracked apart (the rest pooled as ``__other__``)
+    max_versions: int = 5
+    #: rule ``version_regression``; None: none (the figures are computed all the same)
+    versions: VersionRule | None = None
 
     def __post_init__(self) -> None:
         if (self.window_events is None) == (self.window_seconds is None):
             raise ValueError("exactly one of window_events and window_seconds")
+
+    @property
+    def joins_labels(self) -> bool:
+        """Labels are joined for the performance rule or the version rule."""
+        return self.performance is not None or self.versions is not None
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSnapshot(WindowSnapshot):
+    """A model's window snapshot plus its version window's, taken under the same lock."""
+
+    versions: VersionSnapshot | None = None
 
 
 @dataclass
@@ -121,6 +141,16 @@ class ModelMonitor:
         else:
             assert spec.window_seconds is not None
             self.window = TimeWindow(spec.window_seconds, nbins, nsums)
+        self.versions = VersionWindow(
+            spec.max_versions,
+            spec.window_events,
+            spec.window_seconds,
+            profile.prediction,
+            self.layout,
+        )
+        self._prediction_slot = (
+            profile.slots.index("prediction") if "prediction" in profile.slots else None
+        )
         self.join = LabelJoin(spec.label_ttl_seconds, spec.max_pending)
         self.recent_tests = RecentTests(profile, spec.rule.recent, spec.rule.recent_floors())
         self.label_stats = LabelStats()
@@ -174,8 +204,14 @@ class ModelMonitor:
             blocks.append(np.where(base >= 0, shifted, -1))
         bins = np.concatenate(blocks, axis=1) if len(blocks) > 1 else base
         timestamps = cols.timestamps
+        prediction_bins = None
+        if self._prediction_slot is not None:
+            j = self._prediction_slot
+            column = binned[:, j]
+            prediction_bins = np.where(column >= 0, column - self.profile.offsets[j], -1)
+        versions = cols.version_list() if cols.versions else None
         waiting: list[tuple[str, Awaiting]] = []
-        if self.spec.performance is not None:
+        if self.spec.joins_labels:
             regions = [(0, *r) for r in region_of.tolist()]
             scores = cols.score_list()
             stamps = timestamps.tolist()
@@ -185,6 +221,10 @@ class ModelMonitor:
             ]
         # -- state changes from here on
         keys = self.window.add(bins, timestamps)
+        slots = [-1] * n if versions is None else self.versions.slots_for(versions)
+        version_keys = self.versions.add(slots, prediction_bins, timestamps)
+        # lockstep: the same events, order and timestamps cut the same panes
+        assert np.array_equal(version_keys, keys), "version window out of step"
         for slot, count in missing.items():
             self.missing[slot] += count
         self.late_events += int(np.sum(keys < 0))
@@ -195,6 +235,7 @@ class ModelMonitor:
             pane_keys = keys.tolist()
             for i, (ident, w) in enumerate(waiting):
                 w.pane = pane_keys[i]
+                w.version = slots[i]
                 joined = self.join.add_prediction(ident, w)
                 if joined is not None:
                     batch.append(joined)
@@ -242,7 +283,7 @@ class ModelMonitor:
     def ingest_labels(self, labels: Sequence[Label], now: float) -> ModelMonitor:
         """Join labels (``label.timestamp`` defaults to ``now``); waiting ones are buffered."""
         self.labels_total += len(labels)
-        if self.spec.performance is None:
+        if not self.spec.joins_labels:
             return self
         batch: list[Joined] = []
         for lab in labels:
@@ -258,22 +299,37 @@ class ModelMonitor:
         by_pane: dict[int, tuple[list[int], list[Joined]]] = {}
         nsums = self.layout.nsums
         sums: dict[int, np.ndarray] = {}
+        versions = self.versions
+        version_cells: dict[int, list[int]] = {}
+        version_sums: dict[int, np.ndarray] = {}
         for joined in batch:
             w = joined.prediction
             cells, members = by_pane.setdefault(w.pane, ([], []))
             members.append(joined)
-            for c in self.layout.cells(w.prediction, joined.label, w.score):
+            block = self.layout.cells(w.prediction, joined.label, w.score)
+            for c in block:
                 cells.extend(r * self.region_size + self.perf_offset + c for r in w.regions)
+            if w.version >= 0:
+                version_cells.setdefault(w.pane, []).extend(versions.cells(w.version, block))
             if nsums:
                 acc = sums.setdefault(w.pane, np.zeros(nsums * self.regions))
                 one = self.layout.sums(w.prediction, joined.label)
                 for r in w.regions:
                     acc[r * nsums : (r + 1) * nsums] += one
+                if w.version >= 0:
+                    vacc = version_sums.setdefault(
+                        w.pane, np.zeros(versions.window.nsums, dtype=np.float64)
+                    )
+                    vacc[versions.sums_at(w.version)] += one
         for pane, (cells, members) in by_pane.items():
             flat = np.array(cells, dtype=np.int64)
             if self.window.add_to_pane(pane, flat, sums.get(pane)):
                 for joined in members:
                     self.label_stats.observe(max(0.0, joined.delay_seconds))
+            if pane in version_cells:
+                versions.window.add_to_pane(
+                    pane, np.array(version_cells[pane], dtype=np.int64), version_sums.get(pane)
+                )
 
     # -- checkpoints ----------------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -296,7 +352,9 @@ class ModelMonitor:
             "missing": dict(self.missing),
             "fingerprint": self.fingerprint,
         }
-        return meta, arrays
+        version_meta, version_arrays = self.versions.state()
+        meta["versions"] = version_meta
+        return meta, {**arrays, **version_arrays}
 
     def restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state`; raises ValueError if the model's layout has changed."""
@@ -322,6 +380,7 @@ class ModelMonitor:
         self.labels_total = int(meta["labels_total"])
         self.late_events = int(meta["late_events"])
         self.missing = {f: int(meta["missing"].get(f, 0)) for f in self.spec.features}
+        self.versions.restore(self.spec.name, meta.get("versions"), arrays, self.window)
 
     def reset(self) -> None:
         """Forget all state (a partition this replica no longer owns)."""
@@ -334,13 +393,24 @@ class ModelMonitor:
         return self.join.expire(now)
 
     # -- evaluation -------------------------------------------------------------------------
-    def snapshot(self) -> WindowSnapshot:
+    def snapshot(self) -> ModelSnapshot:
+        """The main window's snapshot with the version window's (call both under the same
+        lock as ingestion: the pipeline's)."""
         recent = self.spec.rule.recent
         if not recent.enabled:
-            return self.window.snapshot()
-        snap = self.window.snapshot(recent.min_events, self.recent_tests.project)
-        self.recent_tests.forget_unseen()
-        return snap
+            snap = self.window.snapshot()
+        else:
+            snap = self.window.snapshot(recent.min_events, self.recent_tests.project)
+            self.recent_tests.forget_unseen()
+        return ModelSnapshot(
+            snap.counts,
+            snap.sums,
+            snap.events,
+            snap.oldest_timestamp,
+            snap.newest_timestamp,
+            snap.recent,
+            self.versions.snapshot(),
+        )
 
     def evaluate(self, now: float) -> Evaluation:
         self.expire_labels(now)
@@ -517,7 +587,50 @@ def evaluate_snapshot(
         quality=quality,
         quality_rule=spec.quality is not None,
         quality_breaches=quality_hits,
+        **_versions(monitor, snap, previous),
     )
+
+
+def _versions(
+    monitor: ModelMonitor, snap: WindowSnapshot, previous: Hysteresis | None
+) -> dict[str, Any]:
+    """The :class:`Evaluation` fields of model versions: every version's figures (none from
+    a plain :class:`WindowSnapshot`, which has no version window), and rule
+    ``version_regression``'s metric, newest and previous versions and breach."""
+    version_snap = snap.versions if isinstance(snap, ModelSnapshot) else None
+    versions = () if version_snap is None else monitor.versions.results(version_snap)
+    rule = monitor.spec.versions
+    newest, prev, breach = _version_rule(rule, versions, previous)
+    return {
+        "versions": versions,
+        "version_metric": None if rule is None else rule.metric,
+        "version_newest": newest,
+        "version_previous": prev,
+        "version_regression": breach,
+    }
+
+
+def _version_rule(
+    rule: VersionRule | None, versions: tuple[VersionResult, ...], previous: Hysteresis | None
+) -> tuple[str | None, str | None, bool]:
+    """Rule ``version_regression`` over the versions in the window: the newest and previous
+    (first-seen order, ``__other__`` excluded, each with events) and whether it breaches.
+    The hysteresis applies only to the same pair that breached last time."""
+    tracked = [v for v in versions if v.first_seen is not None and v.events > 0]
+    if len(tracked) < 2:
+        return (tracked[-1].version if tracked else None), None, False
+    newest, prev = tracked[-1], tracked[-2]
+    if rule is None:
+        return newest.version, prev.version, False
+    was = previous is not None and previous.versions == (newest.version, prev.version)
+    breach = rule.breach(
+        newest.labeled_events,
+        newest.performance.get(rule.metric, math.nan),
+        prev.labeled_events,
+        prev.performance.get(rule.metric, math.nan),
+        was,
+    )
+    return newest.version, prev.version, breach
 
 
 def _quality(

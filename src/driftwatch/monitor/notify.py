@@ -18,6 +18,7 @@ _FIRED_TYPE = {
     "dataset_drift": "drift.detected",
     "performance": "performance.degraded",
     "data_quality": "data_quality.degraded",
+    "version_regression": "rollback.recommended",
 }
 
 
@@ -57,6 +58,31 @@ def _data_quality(evaluation: Evaluation) -> dict[str, Any] | None:
     if not evaluation.quality_rule:
         return None
     return {"features": [b.to_dict() for b in evaluation.quality_breaches]}
+
+
+def _versions(evaluation: Evaluation, rule: str) -> dict[str, Any] | None:
+    """Rule ``version_regression``'s two versions and their figures (``previous`` null when
+    only one version serves); None for the other rules."""
+    if rule != "version_regression" or evaluation.version_metric is None:
+        return None
+    metric = evaluation.version_metric
+    by_name = {v.version: v for v in evaluation.versions}
+
+    def one(name: str | None) -> dict[str, Any] | None:
+        v = None if name is None else by_name.get(name)
+        if v is None:
+            return None
+        return {
+            "version": v.version,
+            "metric": metric,
+            "value": _clean(v.performance.get(metric)),
+            "labeled_events": v.labeled_events,
+        }
+
+    return {
+        "newest": one(evaluation.version_newest),
+        "previous": one(evaluation.version_previous),
+    }
 
 
 @dataclass(frozen=True)
@@ -100,6 +126,7 @@ def notification(
         "drifted_features": drifted,
         "performance": _performance(evaluation),
         "data_quality": _data_quality(evaluation),
+        "versions": _versions(evaluation, rule),
         "prediction_psi": _clean(evaluation.prediction_psi),
         "drifted_features_ratio": evaluation.drifted_ratio,
     }

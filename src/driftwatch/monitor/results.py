@@ -8,8 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftwatch.monitor.quality import FeatureQuality, QualityBreach
+from driftwatch.monitor.versions import VersionResult
 
-RULES = ("feature_drift", "prediction_drift", "dataset_drift", "performance", "data_quality")
+RULES = (
+    "feature_drift",
+    "prediction_drift",
+    "dataset_drift",
+    "performance",
+    "data_quality",
+    "version_regression",
+)
 
 
 def _num(x: float | None) -> float | None:
@@ -88,6 +96,8 @@ class Hysteresis:
     performance: bool = False
     #: (feature, ratio) pairs breaching the data-quality rule
     quality: frozenset[tuple[str, str]] = frozenset()
+    #: the (newest, previous) model versions breaching rule version_regression
+    versions: tuple[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,17 +106,21 @@ class Hysteresis:
             "dataset": self.dataset,
             "performance": self.performance,
             "quality": [list(pair) for pair in sorted(self.quality)],
+            "versions": None if self.versions is None else list(self.versions),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hysteresis:
-        """Also reads a checkpoint from before the data-quality rule (no ``quality``)."""
+        """Also reads a checkpoint from before the data-quality rule (no ``quality``) or the
+        version rule (no ``versions``)."""
+        pair = d.get("versions")
         return cls(
             frozenset(d["drifting"]),
             d["prediction"],
             d["dataset"],
             d["performance"],
             frozenset((str(f), str(r)) for f, r in d.get("quality", ())),
+            None if pair is None else (str(pair[0]), str(pair[1])),
         )
 
 
@@ -136,6 +150,14 @@ class Evaluation:
     #: whether the model has a ``data_quality`` rule, and what breaches it
     quality_rule: bool = False
     quality_breaches: tuple[QualityBreach, ...] = ()
+    #: per model version in the window, first-seen order (``__other__`` last)
+    versions: tuple[VersionResult, ...] = ()
+    #: rule ``version_regression``: its metric (None: the model has no such rule), the
+    #: newest and previous versions it compared (None: none), and whether it breaches
+    version_metric: str | None = None
+    version_newest: str | None = None
+    version_previous: str | None = None
+    version_regression: bool = False
 
     @property
     def hysteresis(self) -> Hysteresis:
@@ -145,6 +167,11 @@ class Evaluation:
             self.dataset_drift,
             self.performance_breach,
             frozenset(b.key for b in self.quality_breaches),
+            (self.version_newest, self.version_previous)
+            if self.version_regression
+            and self.version_newest is not None
+            and self.version_previous is not None
+            else None,
         )
 
     @property
@@ -167,6 +194,7 @@ class Evaluation:
             "dataset_drift": self.dataset_drift,
             "performance": self.performance_breach,
             "data_quality": bool(self.quality_breaches),
+            "version_regression": self.version_regression,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,4 +224,12 @@ class Evaluation:
             "segments": [s.to_dict() for s in self.segments],
             "quality": {f: q.to_dict() for f, q in self.quality.items()},
             "quality_breaches": [b.to_dict() for b in self.quality_breaches],
+            "versions": [v.to_dict() for v in self.versions],
+            "version_regression": None
+            if self.version_metric is None
+            else {
+                "metric": self.version_metric,
+                "newest": self.version_newest,
+                "previous": self.version_previous,
+            },
         }

@@ -46,6 +46,7 @@ class DriftwatchCollector(Collector):
         yield from self._drift(s)
         yield from self._quality(s)
         yield from self._performance(s)
+        yield from self._versions(s)
         yield from self._labels(s)
         yield from self._counters(s)
 
@@ -221,6 +222,34 @@ class DriftwatchCollector(Collector):
                 for metric, value in seg.performance.items():
                     seg_perf.add_metric([*key, metric], value)
         yield from (cur, ref, labeled, coverage, seg_perf, seg_psi, seg_events)
+
+    def _versions(self, s: TelemetrySnapshot) -> Iterator[Metric]:
+        """Per model version in the window (CONTRACT section 9); ``__other__`` pools the
+        versions beyond ``max_versions``."""
+        events = GaugeMetricFamily(
+            "driftwatch_version_window_events",
+            "Prediction events of one model version in the window",
+            labels=["model", "version"],
+        )
+        perf = GaugeMetricFamily(
+            "driftwatch_version_performance",
+            "Performance over one model version's labelled predictions in the window",
+            labels=["model", "version", "metric"],
+        )
+        psi = GaugeMetricFamily(
+            "driftwatch_version_prediction_psi",
+            "PSI of one model version's predictions against the reference",
+            labels=["model", "version"],
+        )
+        for model, ev in sorted(s.evaluations.items()):
+            for v in ev.versions:
+                events.add_metric([model, v.version], float(v.events))
+                if v.labeled_events:
+                    for metric, value in v.performance.items():
+                        perf.add_metric([model, v.version, metric], value)
+                if v.prediction_psi is not None:
+                    psi.add_metric([model, v.version], _value(v.prediction_psi))
+        yield from (events, perf, psi)
 
     def _labels(self, s: TelemetrySnapshot) -> Iterator[Metric]:
         delay = HistogramMetricFamily(

@@ -110,6 +110,10 @@ GITHUB_PAYLOAD_KEYS = (
     "drifted_features_ratio",
     "data_quality",
 )
+#: rule-specific blocks of the generic body; GitHub takes the firing rule's one as its
+#: tenth key (``data_quality`` for every rule but ``version_regression``, whose
+#: ``versions`` takes its place), so ``client_payload`` stays within 10 keys
+GITHUB_RULE_BLOCKS = {"version_regression": "versions"}
 
 
 def shape(fmt: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +132,9 @@ def shape(fmt: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"dag_run_id": body["id"], "conf": body}
     if fmt == "github":
         event_type = f"driftwatch.{body['type']}"[:GITHUB_EVENT_TYPE_MAX]
-        payload = {k: body[k] for k in GITHUB_PAYLOAD_KEYS if k in body}
+        block = GITHUB_RULE_BLOCKS.get(body.get("rule", ""))
+        keys = GITHUB_PAYLOAD_KEYS if block is None else (*GITHUB_PAYLOAD_KEYS[:-1], block)
+        payload = {k: body[k] for k in keys if k in body}
         return {"event_type": event_type, "client_payload": payload}
     if fmt == "slack":
         return slack_message(body)
@@ -139,6 +145,7 @@ _HEADLINES = {
     "drift.detected": ":warning: Drift detected",
     "performance.degraded": ":chart_with_downwards_trend: Performance degraded",
     "data_quality.degraded": ":broken_heart: Data quality degraded",
+    "rollback.recommended": ":rewind: Rollback recommended",
     "resolved": ":white_check_mark: Resolved",
 }
 
@@ -184,6 +191,15 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
             f" (max {_fmt(b['threshold'])})"
             for b in quality.get("features", [])[:10]
         )
+    versions = body.get("versions")
+    if versions and body["rule"] == "version_regression":
+        for role in ("newest", "previous"):
+            v = versions.get(role)
+            if v:
+                lines.append(
+                    f"• {role} `{v['version']}`: {v['metric']} {_fmt(v['value'])}"
+                    f" ({v['labeled_events']} labelled)"
+                )
     if lines:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}}

@@ -57,6 +57,7 @@ def test_evaluation_equals_statistics_over_the_raw_window():
         "dataset_drift": True,  # 2 of 4 features: the default share is 0.5
         "performance": False,
         "data_quality": False,  # no quality rule configured
+        "version_regression": False,  # no version rule configured
     }
 
 

@@ -8,6 +8,7 @@ import pytest
 from driftwatch.monitor.quality import FeatureQuality
 from driftwatch.monitor.results import RULES, Evaluation, FeatureResult
 from driftwatch.monitor.telemetry import Telemetry
+from driftwatch.monitor.versions import VersionResult
 from driftwatch.sinks.prometheus import PrometheusExporter
 
 
@@ -43,6 +44,11 @@ def exporter():
             ),
             "c": FeatureQuality("c", "categorical", 1234, 1234, 0.0, new_category_ratio=0.25),
         },
+        versions=(
+            VersionResult("v1", 600, 300, {"accuracy": 0.9, "f1": float("nan")}, 0.02, 1),
+            VersionResult("v2", 600, 0, {"accuracy": float("nan")}, 0.4, 2),
+            VersionResult("__other__", 34, 10, {"accuracy": 0.5}, None, None),
+        ),
     )
     tel.record(ev, {"feature_drift": True, "prediction_drift": False, "data_quality": False})
     tel.count_events("m", 1234)
@@ -74,6 +80,22 @@ def test_contract_metrics_are_exported():
     )
     assert get("driftwatch_evaluation_duration_seconds_count") == 1
     assert get("driftwatch_last_evaluation_timestamp_seconds", {"model": "m"}) == 1_790_000_000.0
+
+
+def test_version_metrics_are_exported():
+    get = exporter().registry.get_sample_value
+    assert get("driftwatch_version_window_events", {"model": "m", "version": "v1"}) == 600
+    assert get("driftwatch_version_window_events", {"model": "m", "version": "__other__"}) == 34
+    v1 = {"model": "m", "version": "v1"}
+    assert get("driftwatch_version_performance", {**v1, "metric": "accuracy"}) == 0.9
+    # a version without labels exports no performance
+    assert (
+        get("driftwatch_version_performance", {"model": "m", "version": "v2", "metric": "accuracy"})
+        is None
+    )
+    assert get("driftwatch_version_prediction_psi", v1) == 0.02
+    assert get("driftwatch_version_prediction_psi", {"model": "m", "version": "__other__"}) is None
+    assert get("driftwatch_alert_active", {"model": "m", "rule": "version_regression"}) == 0.0
 
 
 def test_data_quality_metrics_are_exported():
