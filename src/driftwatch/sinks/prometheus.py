@@ -131,13 +131,16 @@ class DriftwatchCollector(Collector):
         )
         mean = GaugeMetricFamily(
             "driftwatch_feature_mean",
-            "Numerical feature: the window's mean, from its fine bins (error bound in /status)",
+            "Numerical feature: the window's mean, from its fine bins (error bound in /status); "
+            "NaN while values lie outside the reference's range (unbounded: see "
+            "driftwatch_feature_out_of_range_ratio)",
             labels=mf,
         )
         quantile = Metric(
             "driftwatch_feature_quantile",
             "Numerical feature: the window's quantiles, from its fine bins (error at most one "
-            "fine bin's width; per quantile in /status)",
+            "fine bin's width; per quantile in /status); NaN where the quantile falls outside "
+            "the reference's range (unbounded)",
             "summary",
         )
         ref_mean = GaugeMetricFamily(
@@ -159,10 +162,18 @@ class DriftwatchCollector(Collector):
                 if fq.kind != "numerical":
                     continue
                 out_of_range.add_metric(key, _value(fq.out_of_range_ratio))
-                mean.add_metric(key, _value(fq.mean))
+                # a figure whose error is unbounded (values out of the reference's range:
+                # read as its min / max) would look plausible and be wrong: NaN instead
+                bound = fq.mean_error_bound
+                bounded = bound is not None and math.isfinite(bound)
+                mean.add_metric(key, _value(fq.mean) if bounded else math.nan)
                 ref_mean.add_metric(key, _value(fq.reference_mean))
+                window_quantiles = {
+                    q: v if math.isfinite(fq.quantile_error_bounds.get(q, math.inf)) else math.nan
+                    for q, v in fq.quantiles.items()
+                }
                 for family, values in (
-                    (quantile, fq.quantiles),
+                    (quantile, window_quantiles),
                     (ref_quantile, fq.reference_quantiles),
                 ):
                     for q, v in values.items():

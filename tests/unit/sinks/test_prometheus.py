@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 
@@ -12,7 +13,7 @@ from driftwatch.monitor.versions import VersionResult
 from driftwatch.sinks.prometheus import PrometheusExporter
 
 
-def exporter():
+def exporter(unbounded: bool = False):
     tel = Telemetry(["m"], RULES)
     ev = Evaluation(
         "m",
@@ -36,9 +37,13 @@ def exporter():
                 34 / 1234,
                 out_of_range_ratio=0.01,
                 mean=2.5,
-                mean_error_bound=0.01,
+                mean_error_bound=math.inf if unbounded else 0.01,
                 quantiles={0.05: 1.0, 0.5: 2.5, 0.95: 4.0},
-                quantile_error_bounds={0.05: 0.02, 0.5: 0.01, 0.95: 0.03},
+                quantile_error_bounds={
+                    0.05: 0.02,
+                    0.5: 0.01,
+                    0.95: math.inf if unbounded else 0.03,
+                },
                 reference_mean=2.0,
                 reference_quantiles={0.05: 0.5, 0.5: 2.0, 0.95: 3.5},
             ),
@@ -114,6 +119,17 @@ def test_data_quality_metrics_are_exported():
         assert get("driftwatch_feature_reference_quantile", {**x, "quantile": q}) == ref
     assert get("driftwatch_feature_mean", c) is None
     assert get("driftwatch_alert_active", {"model": "m", "rule": "data_quality"}) == 0.0
+
+
+def test_unbounded_summaries_are_exported_as_nan():
+    """Values out of the reference's range are read as its min / max: a mean or quantile
+    built on them looks plausible and may be wrong by any amount, so /metrics says NaN."""
+    get = exporter(unbounded=True).registry.get_sample_value
+    x = {"model": "m", "feature": "x"}
+    assert math.isnan(get("driftwatch_feature_mean", x))
+    assert get("driftwatch_feature_quantile", {**x, "quantile": "0.5"}) == 2.5
+    assert math.isnan(get("driftwatch_feature_quantile", {**x, "quantile": "0.95"}))
+    assert get("driftwatch_feature_reference_mean", x) == 2.0
 
 
 @pytest.mark.parametrize("accept", [None, "application/openmetrics-text; version=1.0.0"])
