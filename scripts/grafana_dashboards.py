@@ -442,6 +442,7 @@ def model_drilldown() -> dict[str, Any]:
             (12, 39, 12, 6),
         ),
         *quality_panels(S, 45),
+        *version_panels(S, 62),
     ]
     return dashboard(
         "driftwatch-model",
@@ -529,6 +530,33 @@ def quality_panels(selector: str, y: int) -> list[dict[str, Any]]:
             ],
             (12, y + 8, 12, 9),
             extra=dashed("B"),
+        ),
+    ]
+
+
+def version_panels(selector: str, y: int) -> list[dict[str, Any]]:
+    """Model versions (CONTRACT section 9): traffic, labelled performance, prediction PSI."""
+    return [
+        panel(
+            17,
+            "Window events per model version",
+            "Events of each model_version in the window (driftwatch_version_window_events): a canary's share of the traffic. __other__ pools versions beyond versions.max_versions.",
+            [target(f"driftwatch_version_window_events{{{selector}}}", "{{version}}")],
+            (0, y, 8, 8),
+        ),
+        panel(
+            18,
+            "Labelled performance per model version",
+            "Each version's metric on its labelled predictions in the window (driftwatch_version_performance). Rule version_regression compares the newest version with the previous one.",
+            [target(f"driftwatch_version_performance{{{selector}}}", "{{version}} {{metric}}")],
+            (8, y, 8, 8),
+        ),
+        panel(
+            19,
+            "Prediction PSI per model version",
+            "PSI of each version's predictions against the reference (driftwatch_version_prediction_psi): a new version answering differently shows here before labels arrive.",
+            [target(f"driftwatch_version_prediction_psi{{{selector}}}", "{{version}}")],
+            (16, y, 8, 8),
         ),
     ]
 

@@ -85,7 +85,7 @@ def test_prometheus_scrapes_drift_and_the_alert_goes_pending(broker, topic, tmp_
         daemons.append(d.start())
         prom, base = start_prometheus(tmp_path, f"127.0.0.1:{d.port}")
         try:
-            stationary = events(71, 1000)
+            stationary = [{**e, "model_version": "v1"} for e in events(71, 1000)]
             produce(broker, topic, [orjson.dumps(e) for e in stationary])
             produce(
                 broker,
@@ -96,8 +96,19 @@ def test_prometheus_scrapes_drift_and_the_alert_goes_pending(broker, topic, tmp_
                 ],
             )
             wait_for(counted(d, 1000), 30, what="1000 events")
-            shifted = events(72, 1000, shift=("x2", "color"), start=1000)
+            shifted = [
+                {**e, "model_version": "v2"}
+                for e in events(72, 1000, shift=("x2", "color"), start=1000)
+            ]
             produce(broker, topic, [orjson.dumps(e) for e in shifted])
+            produce(  # labels for v2 too: the window ends up holding only v2's events
+                broker,
+                labels_topic,
+                [
+                    orjson.dumps({"model": "m", "id": e["id"], "label": e["prediction"]})
+                    for e in shifted[:300]
+                ],
+            )
             produce(broker, topic, [b"not json"])
             wait_for(counted(d, 2000), 30, what="2000 events")
             wait_for(lambda: hook.requests, 20, what="the drift webhook")
