@@ -39,7 +39,15 @@ import numpy.typing as npt
 import orjson
 
 from driftwatch.errors import InvalidEvent
-from driftwatch.events.decode import _MS, _NS, _US, MAX_VERSION_LENGTH, Decoder, _internal
+from driftwatch.events.decode import (
+    _MS,
+    _NS,
+    _US,
+    MAX_VERSION_LENGTH,
+    POOLED_VERSION,
+    Decoder,
+    _internal,
+)
 from driftwatch.events.schema import Label, ModelSchema, Prediction, category_key
 
 FloatArray = npt.NDArray[np.float64]
@@ -282,12 +290,19 @@ class _ModelColumns:
         if kinds == {type(None)}:
             return []
         if not kinds <= _STR_OR_NONE or not all(
-            0 < len(v) <= MAX_VERSION_LENGTH for v in values if v is not None
+            0 < len(v) <= MAX_VERSION_LENGTH and v != POOLED_VERSION
+            for v in values
+            if v is not None
         ):
             bad |= {
                 j
                 for j, v in enumerate(values)
-                if v is not None and (type(v) is not str or not 0 < len(v) <= MAX_VERSION_LENGTH)
+                if v is not None
+                and (
+                    type(v) is not str
+                    or not 0 < len(v) <= MAX_VERSION_LENGTH
+                    or v == POOLED_VERSION
+                )
             }
             return [v if type(v) is str else None for v in values]
         return values

@@ -70,6 +70,8 @@ MAX_FUTURE_SECONDS = 300.0
 MAX_ID_LENGTH = 256
 #: Longest ``model_version`` accepted, in characters (a Prometheus label value).
 MAX_VERSION_LENGTH = 128
+#: The name of the pooled versions (CONTRACT section 9): no event may carry it.
+POOLED_VERSION = "__other__"
 #: Longest :attr:`InvalidEvent.detail`; details quote the record only in short excerpts.
 MAX_DETAIL = 200
 
@@ -194,6 +196,8 @@ def check_version(value: object) -> str:
         raise InvalidEvent(
             "invalid_type", f"model_version: expected a string, got {type(value).__name__}"
         )
+    if value == POOLED_VERSION:
+        raise InvalidEvent("invalid_version", f"model_version: {POOLED_VERSION} is reserved")
     if not 0 < len(value) <= MAX_VERSION_LENGTH:
         raise InvalidEvent(
             "invalid_version",

@@ -222,6 +222,12 @@ class ModelMonitor:
         # -- state changes from here on
         keys = self.window.add(bins, timestamps)
         slots = [-1] * n if versions is None else self.versions.slots_for(versions)
+        if self.versions.demoted:  # versions pooled into __other__: so are their labels
+            moved, pooled = set(self.versions.demoted), self.versions.max_versions
+            self.versions.demoted.clear()
+            for pending in self.join.predictions.values():
+                if pending.version in moved:
+                    pending.version = pooled
         version_keys = self.versions.add(slots, prediction_bins, timestamps)
         # lockstep: the same events, order and timestamps cut the same panes
         assert np.array_equal(version_keys, keys), "version window out of step"
@@ -380,7 +386,11 @@ class ModelMonitor:
         self.labels_total = int(meta["labels_total"])
         self.late_events = int(meta["late_events"])
         self.missing = {f: int(meta["missing"].get(f, 0)) for f in self.spec.features}
-        self.versions.restore(self.spec.name, meta.get("versions"), arrays, self.window)
+        if not self.versions.restore(self.spec.name, meta.get("versions"), arrays, self.window):
+            # the version window starts empty: waiting predictions forget their slots, or
+            # their labels would land on whatever version takes that slot next
+            for pending in self.join.predictions.values():
+                pending.version = -1
 
     def reset(self) -> None:
         """Forget all state (a partition this replica no longer owns)."""

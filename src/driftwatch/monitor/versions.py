@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from driftwatch.events.decode import POOLED_VERSION
 from driftwatch.monitor.performance import PerformanceLayout
 from driftwatch.stats.psi import psi_from_counts
 from driftwatch.windows.count import CountWindow
@@ -62,7 +63,7 @@ from driftwatch.windows.time import TimeWindow
 log = logging.getLogger(__name__)
 
 #: The pooled slot's name: versions that found every slot taken.
-OTHER = "__other__"
+OTHER = POOLED_VERSION  # "__other__": no event may carry it (invalid_version)
 
 _PREFIX = "versions."
 
@@ -159,11 +160,16 @@ class VersionWindow:
         self.first_seen: list[int] = [0] * self.max_versions
         self.slot_of: dict[str, int] = {}
         self.counter = 0
+        #: slots pooled into ``__other__`` since the owner last looked (see slots_for)
+        self.demoted: list[int] = []
+        #: versions pooled into ``__other__`` (they stay there while it holds events)
+        self.pooled: set[str] = set()
 
     # -- ingest -----------------------------------------------------------------------------
     def slots_for(self, versions: list[str | None]) -> list[int]:
         """Each event's slot (-1: no version), taking free slots for new versions in
-        first-seen order; versions that find none are pooled in ``__other__``."""
+        first-seen order; when none is free, the oldest version is pooled in
+        ``__other__`` (:meth:`_demote_oldest`) and the new one takes its slot."""
         slot_of, other = self.slot_of, self.max_versions
         out: list[int] = []
         for v in versions:
@@ -172,13 +178,59 @@ class VersionWindow:
                 continue
             s = slot_of.get(v)
             if s is None:
+                if v in self.pooled:  # pooled as older than every tracked version
+                    out.append(other)
+                    continue
                 s = self._take(v)
+                if s is None:  # every slot taken: the oldest version goes to __other__
+                    freed = self._demote_oldest()
+                    if freed is not None:
+                        # this batch's earlier events of the demoted version go with it
+                        out = [other if x == freed else x for x in out]
+                        s = self._take(v)
                 if s is None:
-                    s = other  # not remembered: it takes a slot once one is free
+                    s = other
                 else:
                     slot_of[v] = s
             out.append(s)
         return out
+
+    def _demote_oldest(self) -> int | None:
+        """Pool the oldest-first-seen version into ``__other__`` (CONTRACT section 9: "older
+        ones pooled"): its counts and sums move to the last slot in every pane, its slot is
+        freed, and it is listed in :attr:`demoted` for the label join to follow."""
+        taken = [s for s, name in enumerate(self.names) if name is not None]
+        if not taken:
+            return None
+        s = min(taken, key=lambda k: self.first_seen[k])
+        size, other = self.slot_size, self.max_versions
+        lo, hi, to = s * size, (s + 1) * size, other * size
+        nsums = self.layout.nsums
+        w = self.window
+        for pane in w._panes:
+            if pane.counts is not None:
+                pane.counts[to : to + size] += pane.counts[lo:hi]
+                pane.counts[lo:hi] = 0
+            else:
+                pane.chunks = [
+                    np.where((c >= lo) & (c < hi), c + (to - lo), c).astype(np.int32)
+                    for c in pane.chunks
+                ]
+            if nsums:
+                pane.sums[other * nsums : (other + 1) * nsums] += pane.sums[
+                    s * nsums : (s + 1) * nsums
+                ]
+                pane.sums[s * nsums : (s + 1) * nsums] = 0.0
+        w.totals[to : to + size] += w.totals[lo:hi]
+        w.totals[lo:hi] = 0
+        name = self.names[s]
+        assert name is not None
+        del self.slot_of[name]
+        self.pooled.add(name)
+        self.names[s] = None
+        self.first_seen[s] = 0
+        self.demoted.append(s)
+        return s
 
     def _take(self, version: str) -> int | None:
         for s, name in enumerate(self.names):
@@ -214,6 +266,8 @@ class VersionWindow:
 
     def _free_empty(self) -> None:
         totals = self.window.totals
+        if self.pooled and totals[self.max_versions * self.slot_size] == 0:
+            self.pooled.clear()  # __other__ is empty: its versions left the window
         for s, name in enumerate(self.names):
             if name is not None and totals[s * self.slot_size] == 0:
                 self.names[s] = None
@@ -275,6 +329,7 @@ class VersionWindow:
             "names": list(self.names),
             "first_seen": list(self.first_seen),
             "counter": self.counter,
+            "pooled": sorted(self.pooled),
         }
         return meta, {_PREFIX + k: v for k, v in arrays.items()}
 
@@ -284,11 +339,13 @@ class VersionWindow:
         meta: dict[str, Any] | None,
         arrays: dict[str, np.ndarray],
         main: CountWindow | TimeWindow,
-    ) -> None:
+    ) -> bool:
         """Restore :meth:`state` (after the main window ``main`` was restored); a checkpoint
         without version state, or with another ``max_versions`` or window, starts the
         version window empty (logged at INFO): ``main``'s panes without their counts, so
-        the two stay in lockstep and the restored events count as unversioned."""
+        the two stay in lockstep and the restored events count as unversioned. Returns
+        whether the version state was restored (False: it starts empty, and predictions
+        waiting for labels must forget their slots)."""
         self.blank(main)
         if meta is None:
             log.info(
@@ -296,7 +353,7 @@ class VersionWindow:
                 "tracking): the version window starts empty",
                 model,
             )
-            return
+            return False
         if (
             meta.get("max_versions") != self.max_versions
             or meta.get("window_kind") != type(self.window).__name__
@@ -310,7 +367,7 @@ class VersionWindow:
                 meta.get("max_versions"),
                 self.max_versions,
             )
-            return
+            return False
         own = {k[len(_PREFIX) :]: v for k, v in arrays.items() if k.startswith(_PREFIX)}
         if not np.array_equal(own["keys"], [p.key for p in main._panes]) or not np.array_equal(
             own["n"], [p.n for p in main._panes]
@@ -320,9 +377,11 @@ class VersionWindow:
                 "window: the version window starts empty",
                 model,
             )
-            return
+            return False
         self.window.restore(meta["window"], own)
         self.names = [None if n is None else str(n) for n in meta["names"]]
         self.first_seen = [int(x) for x in meta["first_seen"]]
         self.counter = int(meta["counter"])
         self.slot_of = {n: s for s, n in enumerate(self.names) if n is not None}
+        self.pooled = {str(n) for n in meta.get("pooled", [])}
+        return True

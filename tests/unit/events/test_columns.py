@@ -135,6 +135,7 @@ DEVIATIONS: list[tuple[tuple[str, ...], Any]] = [
     (("model_version",), 3), (("model_version",), ""), (("model_version",), "v" * 128),
     (("model_version",), "v" * 129), (("model_version",), None), (("model_version",), True),
     (("model_version",), ["v1"]), (("model_version",), "é\u2028v"),
+    (("model_version",), "__other__"),
 ]  # fmt: skip
 
 

@@ -332,6 +332,7 @@ def test_model_version_is_an_optional_short_string():
         (3, "invalid_type"),
         ("", "invalid_version"),
         ("v" * 129, "invalid_version"),
+        ("__other__", "invalid_version"),
     ):
         assert reason_of(fixed().prediction, ok(model_version=bad), NOW) == reason
 

@@ -67,20 +67,41 @@ def test_slots_first_seen_pooling_and_freeing():
     vw = VersionWindow(2, 100, None, None, PerformanceLayout("classification", "1"))
     ts = np.full(5, T0)
     slots = vw.slots_for(["a", "b", "c", None, "a"])
-    assert slots == [0, 1, 2, -1, 0]  # c finds every slot taken: pooled in __other__ (2)
+    # c finds every slot taken: the oldest version, a, is pooled in __other__ (slot 2),
+    # its earlier events in the batch with it, and c takes its slot; a stays pooled
+    assert slots == [2, 1, 0, -1, 2]
+    assert vw.demoted == [0] and vw.pooled == {"a"}
+    vw.demoted.clear()
     vw.add(slots, None, ts)
-    assert vw.names == ["a", "b"] and vw.first_seen == [1, 2]
-    # a and b leave the window: their slots are freed, __other__ keeps c
+    assert vw.names == ["c", "b"] and vw.first_seen == [3, 2]
+    results = vw.results(vw.snapshot())
+    assert [(r.version, r.events) for r in results] == [("b", 1), ("c", 1), (OTHER, 2)]
+    # everything leaves the window: slots freed, the pooled set forgotten
     vw.add([-1] * 100, None, np.full(100, T0))
-    assert vw.names == [None, None] and vw.slot_of == {}
-    snap = vw.snapshot()
-    assert [r.version for r in vw.results(snap)] == []  # c left the window too
+    assert vw.names == [None, None] and vw.slot_of == {} and vw.pooled == set()
+    assert [r.version for r in vw.results(vw.snapshot())] == []
     # the next new versions take the freed slots, first seen anew
     slots = vw.slots_for(["d", "a"])
-    assert slots == [0, 1] and vw.first_seen == [3, 4]
+    assert slots == [0, 1] and vw.first_seen == [4, 5]
     vw.add(slots, None, np.full(2, T0))
     results = vw.results(vw.snapshot())
-    assert [(r.version, r.events, r.first_seen) for r in results] == [("d", 1, 3), ("a", 1, 4)]
+    assert [(r.version, r.events, r.first_seen) for r in results] == [("d", 1, 4), ("a", 1, 5)]
+
+
+def test_demoting_moves_counts_labels_and_sums_into_other(tmp_path):
+    """max_versions 1: v1 serves with labels pending, v2 arrives: v1's counts and its
+    waiting predictions move to __other__, so v1's labels never count for v2."""
+    pipe = build_pipeline(parsed(tmp_path, versions={"max_versions": 1, "regression": REGRESSION}))
+    first = canary(0, 40, {"v1": 0.9}, split=(1.0,))
+    pipe.apply(recs("p", first), now=T0 + 100)
+    second = canary(1, 40, {"v2": 0.9}, start=40, split=(1.0,))
+    pipe.apply(recs("p", second), now=T0 + 200)
+    pipe.apply(recs("l", first), now=T0 + 300)
+    [(ev, _)] = pipe.evaluate(T0 + 300)
+    by = {v.version: v for v in ev.versions}
+    assert set(by) == {"v2", OTHER}
+    assert (by["v2"].events, by["v2"].labeled_events) == (40, 0)
+    assert (by[OTHER].events, by[OTHER].labeled_events) == (40, 40)
 
 
 def test_pooled_versions_are_reported_last_as_other(tmp_path):
@@ -89,7 +110,8 @@ def test_pooled_versions_are_reported_last_as_other(tmp_path):
     pipe.apply(recs("p", evs), now=T0 + 1000)
     [(ev, _)] = pipe.evaluate(T0 + 1000)
     names = [v.version for v in ev.versions]
-    assert names in (["v1", "v2", OTHER], ["v2", "v1", OTHER])
+    order = list(dict.fromkeys(p["model_version"] for p, _ in evs))
+    assert names == [order[1], order[2], OTHER]  # the oldest first-seen is pooled
     assert sum(v.events for v in ev.versions) == 90
     assert ev.versions[-1].first_seen is None
 
@@ -526,3 +548,21 @@ def test_roc_auc_regression_needs_scores(tmp_path):
     cfg = parse_config(config(tmp_path, versions={"regression": {"metric": "roc_auc"}}), tmp_path)
     with pytest.raises(DriftwatchError, match=r"versions\.regression\.metric roc_auc"):
         build_monitor(cfg.models[0])
+
+
+def test_a_version_window_started_empty_at_restore_makes_waiting_labels_forget_slots(tmp_path):
+    """A checkpoint made with another max_versions restores with empty version figures;
+    the predictions waiting for labels must forget their old slots, or their labels land
+    on whichever version takes that slot next (review: 800 labels on 300 events)."""
+    old = build_pipeline(parsed(tmp_path, versions={"max_versions": 5, "regression": REGRESSION}))
+    first = canary(3, 60, {"a": 0.9, "b": 0.9})
+    old.apply(recs("p", first), now=T0 + 100)
+    meta, arrays = old.monitors["m"].state()
+    new = build_pipeline(parsed(tmp_path, versions={"max_versions": 2, "regression": REGRESSION}))
+    new.monitors["m"].restore(meta, arrays)
+    assert all(w.version == -1 for w in new.monitors["m"].join.predictions.values())
+    fresh = canary(4, 30, {"fresh": 0.9}, start=60)
+    new.apply(recs("p", fresh), now=T0 + 200)
+    new.apply(recs("l", first), now=T0 + 300)  # the old predictions' labels, no crash
+    [(ev, _)] = new.evaluate(T0 + 300)
+    assert [(v.version, v.events, v.labeled_events) for v in ev.versions] == [("fresh", 30, 0)]
