@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -33,6 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import orjson
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from driftwatch.app import build_pipeline, webhook_targets
@@ -253,14 +255,7 @@ class Daemon:
                 *([cfg.kafka.label_topic] if cfg.kafka.label_topic else []),
             ],
         )
-        self.partitions = partitions = Partitions(
-            self.pipeline,
-            source,
-            self._store(),
-            cfg.kafka.prediction_topic,
-            cfg.kafka.label_topic,
-            self.assignment,
-        )
+        self.partitions = partitions = self._partitions(source)
         self.checkpointer = checkpointer = Checkpointer(
             partitions, source, cfg.state.checkpoint_interval_seconds, self.dead_letters
         )
@@ -388,6 +383,7 @@ class Daemon:
         )
         if self.partitions is not None:
             self.partitions.mark_relaid([*restarted, *added])
+        self._remember_relaid([*restarted, *added])
         try:
             self._reschedule(old)
         except Exception:  # the new config runs; only its evaluation schedule lags
@@ -396,6 +392,58 @@ class Daemon:
             self.checkpointer.set_interval(self.config.state.checkpoint_interval_seconds)
             if (restarted or added or removed) and not self.checkpointer.now():
                 log.warning("the checkpoint after the reload is postponed to the next tick")
+
+    def _partitions(self, source: Any) -> Partitions:
+        cfg = self.config
+        partitions = Partitions(
+            self.pipeline,
+            source,
+            self._store(),
+            cfg.kafka.prediction_topic,
+            cfg.kafka.label_topic,
+            self.assignment,
+        )
+        partitions.mark_relaid(self._relaid_on_disk())
+        return partitions
+
+    # -- models a reload restarted, remembered across a crash ------------------------------
+    @property
+    def _relaid_path(self) -> Path:
+        return self.config.state.path / "relaid.json"
+
+    def _remember_relaid(self, models: list[str]) -> None:
+        """Record the layout each restarted model moved to: if the process dies before a
+        checkpoint of the new layout, the next start must restart those models' windows
+        from the older checkpoints rather than refuse them (exit 3). Kept for the models
+        of the current config only; an entry applies only while the fingerprint matches."""
+        monitors = self.pipeline.monitors
+        known = {m: f for m, f in self._read_relaid().items() if m in monitors}
+        known.update({m: monitors[m].fingerprint for m in models if m in monitors})
+        try:
+            tmp = self._relaid_path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(known))
+            os.replace(tmp, self._relaid_path)
+        except OSError as exc:
+            log.warning("could not record the reloaded models in %s: %s", self._relaid_path, exc)
+
+    def _read_relaid(self) -> dict[str, str]:
+        try:
+            data = orjson.loads(self._relaid_path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.warning("ignoring %s: %s", self._relaid_path, exc)
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _relaid_on_disk(self) -> list[str]:
+        """Models restarted by a reload whose layout is still the configured one."""
+        monitors = self.pipeline.monitors
+        return [
+            m
+            for m, f in self._read_relaid().items()
+            if m in monitors and monitors[m].fingerprint == f
+        ]
 
     def _reschedule(self, old: Config) -> None:
         """Apply a changed evaluation interval, then evaluate at once with the new config."""

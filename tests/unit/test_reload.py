@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
@@ -489,3 +490,30 @@ def test_a_changed_evaluation_interval_reschedules_and_evaluates_at_once(setup):
         assert (job.next_run_time - datetime.now(timezone.utc)).total_seconds() < 1
     finally:
         d.scheduler.shutdown(wait=False)
+
+
+def test_a_restarted_model_is_remembered_across_a_crash_before_its_checkpoint(setup):
+    """The reload writes which models it restarted, with their new layout: a process that
+    dies before checkpointing that layout must, at the next start with the same config,
+    restart those windows from the older checkpoints instead of refusing them (exit 3)."""
+    d, path, cfg = setup
+    reference_frame(seed=9, n=3000).to_csv(path.parent / "ref2.csv", index=False)
+    cfg["models"][1]["reference"] = "ref2.csv"
+    write(path, cfg)
+    assert d.reload()
+    recorded = orjson.loads((d.config.state.path / "relaid.json").read_bytes())
+    assert recorded == {"m2": d.pipeline.monitors["m2"].fingerprint}
+    again = Daemon(load_config(path), config_path=path)
+    try:
+        assert again._relaid_on_disk() == ["m2"]
+        # a later config with yet another reference: the record no longer applies
+        reference_frame(seed=10, n=3000).to_csv(path.parent / "ref3.csv", index=False)
+        cfg["models"][1]["reference"] = "ref3.csv"
+        write(path, cfg)
+        third = Daemon(load_config(path), config_path=path)
+        try:
+            assert third._relaid_on_disk() == []
+        finally:
+            third.outbox.close()
+    finally:
+        again.outbox.close()
