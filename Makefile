@@ -33,7 +33,7 @@ integration: $(BIN)/driftwatch
 bench: $(BIN)/driftwatch          ## prints the benchmark table (numbers in README.md)
 	@# Quix Streams is the benchmark's reference app only. It pins confluent-kafka<2.13 but
 	@# runs on 2.16 (checked here), which driftwatch[fast] needs: reinstall 2.16 after it.
-	$(BIN)/pip install --quiet quixstreams
+	$(BIN)/pip install --quiet quixstreams '.[bench]'
 	$(BIN)/pip install --quiet 'confluent-kafka>=2.16'
 	$(BIN)/python -m bench $(ARGS)
 

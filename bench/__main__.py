@@ -2,7 +2,7 @@
 
 python -m bench                 # all
 python -m bench ingest eval     # a subset: ingest, eval, memory, labels, checkpoint, hotpath,
-                                #   detect
+                                #   detect, cbpe
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import checkpoint, detect, evaluation, hotpath, ingest, labels, memory
+from bench import cbpe, checkpoint, detect, evaluation, hotpath, ingest, labels, memory
 
 SUITES = {
     "ingest": ingest.run,
@@ -20,6 +20,7 @@ SUITES = {
     "checkpoint": checkpoint.run,
     "hotpath": hotpath.run,
     "detect": detect.run,
+    "cbpe": cbpe.run,
 }
 
 

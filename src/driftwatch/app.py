@@ -16,6 +16,7 @@ from driftwatch.detectors.threshold import DriftRule, PerformanceRule, QualityRu
 from driftwatch.errors import ConfigError, DriftwatchError
 from driftwatch.events.decode import Decoder
 from driftwatch.events.schema import ModelSchema, category_key, is_missing
+from driftwatch.monitor.estimated import build_estimator
 from driftwatch.monitor.model import ModelMonitor, MonitorSpec
 from driftwatch.monitor.performance import PerformanceLayout, positive_class
 from driftwatch.monitor.results import RULES
@@ -30,8 +31,11 @@ from driftwatch.stats.performance import LOWER_IS_BETTER
 from driftwatch.windows.reference import NumericalBins, ReferenceProfile
 
 
-def build_monitor(model: ModelConfig) -> ModelMonitor:
-    """Load a model's reference and build its monitor. Raises DriftwatchError on bad data."""
+def build_monitor(model: ModelConfig, labels: bool = True) -> ModelMonitor:
+    """Load a model's reference and build its monitor. Raises DriftwatchError on bad data.
+
+    ``labels``: labels arrive (``kafka.label_topic``); without them the measured
+    ``performance`` rule is not built (``performance.estimate`` still is)."""
     frame = load_reference(model.name, model.reference)
     columns = {str(c): frame[c].to_numpy() for c in frame.columns}
     where = f"models[{model.name}].reference: {model.reference.name}"
@@ -47,9 +51,19 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
         raise DriftwatchError(f"{where}: {exc}") from None
     layout = _performance_layout(model, columns, profile)
     reference_perf = layout.reference(columns)
+    estimator = build_estimator(layout.score_bins, columns, layout.positive, _key, model.name)
     p = model.performance
-    perf_rule = None
-    if p is not None:
+    perf_rule = estimated_rule = None
+    if p is not None and p.estimate:
+        if estimator is None:
+            raise DriftwatchError(
+                f"{where}: performance.estimate needs a score column and a label column "
+                "with two classes (binary classification)"
+            )
+        estimated_rule = PerformanceRule(
+            p.metric, p.max_drop, p.min_labels, False, model.alerts.resolve_ratio
+        )
+    if p is not None and (labels or not p.estimate):
         if p.metric not in reference_perf:
             needs = (
                 "label, prediction and score" if p.metric == "roc_auc" else "label and prediction"
@@ -117,8 +131,13 @@ def build_monitor(model: ModelConfig) -> ModelMonitor:
         quality=quality_rule,
         max_versions=model.versions.max_versions,
         versions=version_rule,
+        estimated=estimated_rule,
     )
-    return ModelMonitor(spec, profile, layout, segments, reference_perf if p else {})
+    return ModelMonitor(spec, profile, layout, segments, reference_perf if p else {}, estimator)
+
+
+def _key(value: object) -> str | None:
+    return None if is_missing(value) else category_key(value)
 
 
 def _performance_layout(
@@ -189,7 +208,8 @@ def build_pipeline(
     dead_letters: DeadLetters | None = None,
     on_notify: Callable[[], None] | None = None,
 ) -> Pipeline:
-    monitors = {m.name: build_monitor(m) for m in config.models}
+    labels = config.kafka.label_topic is not None
+    monitors = {m.name: build_monitor(m, labels) for m in config.models}
     alerts = {
         m.name: ModelAlerts(
             AlertPolicy(m.alerts.consecutive, m.alerts.cooldown_seconds), list(m.webhooks)

@@ -21,9 +21,9 @@ valid prediction are reported (a warning on stderr).
 
 Scoring, per model and rule (``feature_drift`` and ``dataset_drift`` always;
 ``prediction_drift`` only if some evaluation of the model had a prediction PSI;
-``performance``, ``data_quality`` and ``version_regression`` only if the model has that
-rule), over that model's evaluations
-in order, each with its ``events_total`` (the model's valid predictions ingested by then):
+``performance``, ``data_quality``, ``version_regression`` and ``estimated_performance``
+only if the model has that rule), over that model's evaluations in order, each with its
+``events_total`` (the model's valid predictions ingested by then):
 
 * an *alarm* is a rising edge of the rule's breach: an evaluation where it breaches and
   did not at the model's previous evaluation (or that is the model's first);
@@ -73,7 +73,7 @@ from driftwatch.sources.base import Record
 from driftwatch.sources.replay import read_records
 
 #: Rules scored only for a model that configures them.
-OPTIONAL_RULES = ("performance", "data_quality", "version_regression")
+OPTIONAL_RULES = ("performance", "data_quality", "version_regression", "estimated_performance")
 
 DETECTORS = ("driftwatch", "baseline")
 COLUMNS = (
@@ -445,6 +445,10 @@ def backtest(
                 ("performance", m.performance),
                 ("data_quality", m.quality),
                 ("version_regression", m.versions.regression),
+                (
+                    "estimated_performance",
+                    m.performance if m.performance and m.performance.estimate else None,
+                ),
             )
             if section is not None
         }

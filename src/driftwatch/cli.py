@@ -107,7 +107,7 @@ def check_config(path: Path) -> int:
             raise ConfigError(problems)
         webhook_targets(cfg)  # secrets, tokens: set and usable, as `run` requires
         for m in cfg.models:
-            build_monitor(m)
+            build_monitor(m, cfg.kafka.label_topic is not None)
     except ConfigError as exc:
         return _config_errors(exc)
     except DriftwatchError as exc:

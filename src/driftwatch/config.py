@@ -186,6 +186,11 @@ class PerformanceConfig(_Strict):
     label_ttl_seconds: float = Field(default=86_400.0, gt=0)
     #: Labels waiting for their prediction, per model; the oldest is dropped beyond it.
     max_pending: int = Field(default=1_000_000, ge=1)
+    #: CONTRACT section 10: also estimate the metrics from the scores alone (binary
+    #: classification; the reference needs ``score`` and ``label``) and judge them by rule
+    #: ``estimated_performance`` with the same ``metric`` / ``max_drop``, ``min_labels``
+    #: read as the minimum scored events. Needs no ``kafka.label_topic``.
+    estimate: bool = False
 
 
 class QualityConfig(_Strict):
@@ -286,6 +291,11 @@ class ModelConfig(_Strict):
             raise ValueError(
                 f"performance.metric: {self.performance.metric} does not fit task {self.task}"
             )
+        p = self.performance
+        if p is not None and p.estimate and self.task != "classification":
+            raise ValueError(
+                "performance.estimate: needs task classification (binary, with scores)"
+            )
         return self
 
 
@@ -302,9 +312,14 @@ class Config(_Strict):
         seen: set[str] = set()
         problems: list[str] = []
         for i, m in enumerate(self.models):
-            if m.performance is not None and self.kafka.label_topic is None:
+            if (
+                m.performance is not None
+                and not m.performance.estimate
+                and self.kafka.label_topic is None
+            ):
                 problems.append(
-                    f"models[{i}].performance: needs kafka.label_topic (where labels arrive)"
+                    f"models[{i}].performance: needs kafka.label_topic (where labels arrive), "
+                    "or estimate: true"
                 )
             regression = m.versions.regression
             if regression is not None:

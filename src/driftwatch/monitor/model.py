@@ -30,6 +30,7 @@ from driftwatch.detectors.threshold import (
 )
 from driftwatch.events.columns import PredictionColumns
 from driftwatch.events.schema import Label, Prediction
+from driftwatch.monitor.estimated import ConfidenceEstimator
 from driftwatch.monitor.join import Awaiting, Joined, LabelJoin
 from driftwatch.monitor.performance import PerformanceLayout
 from driftwatch.monitor.quality import (
@@ -78,6 +79,9 @@ class MonitorSpec:
     max_versions: int = 5
     #: rule ``version_regression``; None: none (the figures are computed all the same)
     versions: VersionRule | None = None
+    #: rule ``estimated_performance`` (``min_labels``: minimum scored events); None: none
+    #: (the estimates are computed all the same when the monitor has an estimator)
+    estimated: PerformanceRule | None = None
 
     def __post_init__(self) -> None:
         if (self.window_events is None) == (self.window_seconds is None):
@@ -124,8 +128,11 @@ class ModelMonitor:
         layout: PerformanceLayout | None = None,
         segments: Sequence[Segment] = (),
         reference_performance: Mapping[str, float] | None = None,
+        estimator: ConfidenceEstimator | None = None,
     ) -> None:
         self.spec = spec
+        #: performance estimated from the scores (``monitor.estimated``); None: no estimate
+        self.estimator = estimator
         self.profile = profile
         self.layout = layout or PerformanceLayout(spec.task)
         self.segments = tuple(segments)
@@ -395,7 +402,12 @@ class ModelMonitor:
     def reset(self) -> None:
         """Forget all state (a partition this replica no longer owns)."""
         fresh = ModelMonitor(
-            self.spec, self.profile, self.layout, self.segments, self.reference_performance
+            self.spec,
+            self.profile,
+            self.layout,
+            self.segments,
+            self.reference_performance,
+            self.estimator,
         )
         self.__dict__.update(fresh.__dict__)
 
@@ -597,8 +609,41 @@ def evaluate_snapshot(
         quality=quality,
         quality_rule=spec.quality is not None,
         quality_breaches=quality_hits,
+        **_estimated(monitor, snap, previous),
         **_versions(monitor, snap, previous),
     )
+
+
+def _estimated(
+    monitor: ModelMonitor, snap: WindowSnapshot, previous: Hysteresis | None
+) -> dict[str, Any]:
+    """The :class:`Evaluation` fields of the performance estimated from the window's
+    score-bin counts (region 0's prediction slot, ``monitor.estimated``): the estimates,
+    the scored events they cover, and rule ``estimated_performance``'s metric, reference
+    value (the reference's measured metric, or its estimate on the reference when the
+    reference cannot measure it) and breach."""
+    estimator, profile = monitor.estimator, monitor.profile
+    if estimator is None or "prediction" not in profile.slots:
+        return {}
+    counts = snap.counts[profile.slot_slice(profile.slots.index("prediction"))]
+    scored = int(counts.sum())
+    estimated = estimator.estimate(counts)
+    out: dict[str, Any] = {"scored_events": scored, "performance_estimated": estimated}
+    rule = monitor.spec.estimated
+    if rule is None:
+        return out
+    reference = monitor.reference_performance.get(rule.metric, math.nan)
+    if math.isnan(reference):
+        reference = estimator.reference.get(rule.metric, math.nan)
+    out["estimated_metric"] = rule.metric
+    out["estimated_reference"] = reference
+    out["estimated_breach"] = rule.breach(
+        scored,
+        estimated.get(rule.metric, math.nan),
+        reference,
+        bool(previous and previous.estimated),
+    )
+    return out
 
 
 def _versions(

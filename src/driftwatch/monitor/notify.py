@@ -19,6 +19,7 @@ _FIRED_TYPE = {
     "performance": "performance.degraded",
     "data_quality": "data_quality.degraded",
     "version_regression": "rollback.recommended",
+    "estimated_performance": "performance.degraded",
 }
 
 
@@ -41,7 +42,23 @@ def _clean(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else x
 
 
-def _performance(evaluation: Evaluation) -> dict[str, Any] | None:
+def _performance(evaluation: Evaluation, rule: str) -> dict[str, Any] | None:
+    """The measured metric (``"estimated": false``), or for rule ``estimated_performance``
+    the metric estimated from the scores (``"estimated": true``, CONTRACT section 10,
+    with the scored events it covers); None for a model without the rule's metric."""
+    if rule == "estimated_performance" or (
+        evaluation.performance_metric is None and evaluation.estimated_metric is not None
+    ):
+        metric = evaluation.estimated_metric
+        if metric is None:
+            return None
+        return {
+            "metric": metric,
+            "current": _clean(evaluation.performance_estimated.get(metric)),
+            "reference": _clean(evaluation.estimated_reference),
+            "estimated": True,
+            "scored_events": evaluation.scored_events,
+        }
     metric = evaluation.performance_metric
     if metric is None:
         return None
@@ -49,6 +66,7 @@ def _performance(evaluation: Evaluation) -> dict[str, Any] | None:
         "metric": metric,
         "current": _clean(evaluation.performance.get(metric)),
         "reference": _clean(evaluation.performance_reference.get(metric)),
+        "estimated": False,
     }
 
 
@@ -124,7 +142,7 @@ def notification(
             "labeled_events": evaluation.labeled_events,
         },
         "drifted_features": drifted,
-        "performance": _performance(evaluation),
+        "performance": _performance(evaluation, rule),
         "data_quality": _data_quality(evaluation),
         "versions": _versions(evaluation, rule),
         "prediction_psi": _clean(evaluation.prediction_psi),

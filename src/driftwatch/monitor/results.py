@@ -17,6 +17,7 @@ RULES = (
     "performance",
     "data_quality",
     "version_regression",
+    "estimated_performance",
 )
 
 
@@ -98,6 +99,8 @@ class Hysteresis:
     quality: frozenset[tuple[str, str]] = frozenset()
     #: the (newest, previous) model versions breaching rule version_regression
     versions: tuple[str, str] | None = None
+    #: rule estimated_performance breaching
+    estimated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,12 +110,13 @@ class Hysteresis:
             "performance": self.performance,
             "quality": [list(pair) for pair in sorted(self.quality)],
             "versions": None if self.versions is None else list(self.versions),
+            "estimated": self.estimated,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hysteresis:
-        """Also reads a checkpoint from before the data-quality rule (no ``quality``) or the
-        version rule (no ``versions``)."""
+        """Also reads a checkpoint from before the data-quality rule (no ``quality``), the
+        version rule (no ``versions``) or the estimated-performance rule (no ``estimated``)."""
         pair = d.get("versions")
         return cls(
             frozenset(d["drifting"]),
@@ -121,6 +125,7 @@ class Hysteresis:
             d["performance"],
             frozenset((str(f), str(r)) for f, r in d.get("quality", ())),
             None if pair is None else (str(pair[0]), str(pair[1])),
+            bool(d.get("estimated", False)),
         )
 
 
@@ -158,6 +163,15 @@ class Evaluation:
     version_newest: str | None = None
     version_previous: str | None = None
     version_regression: bool = False
+    #: performance estimated from the scores alone (``monitor.estimated``; empty without
+    #: an estimator) over ``scored_events`` (the window's events with a score)
+    scored_events: int = 0
+    performance_estimated: dict[str, float] = field(default_factory=dict)
+    #: rule ``estimated_performance``: its metric (None: the model has no such rule), the
+    #: reference value it compares with, and whether it breaches
+    estimated_metric: str | None = None
+    estimated_reference: float = math.nan
+    estimated_breach: bool = False
 
     @property
     def hysteresis(self) -> Hysteresis:
@@ -172,6 +186,7 @@ class Evaluation:
             and self.version_newest is not None
             and self.version_previous is not None
             else None,
+            self.estimated_breach,
         )
 
     @property
@@ -195,6 +210,7 @@ class Evaluation:
             "performance": self.performance_breach,
             "data_quality": bool(self.quality_breaches),
             "version_regression": self.version_regression,
+            "estimated_performance": self.estimated_breach,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,6 +236,15 @@ class Evaluation:
                 "metric": self.performance_metric,
                 "current": _metrics(self.performance),
                 "reference": _metrics(self.performance_reference),
+                # estimated from the scores alone (CONTRACT section 10)
+                "estimated": _metrics(self.performance_estimated),
+                "scored_events": self.scored_events,
+                "estimated_rule": None
+                if self.estimated_metric is None
+                else {
+                    "metric": self.estimated_metric,
+                    "reference": _num(self.estimated_reference),
+                },
             },
             "segments": [s.to_dict() for s in self.segments],
             "quality": {f: q.to_dict() for f, q in self.quality.items()},

@@ -202,6 +202,16 @@ class DriftwatchCollector(Collector):
             "Share of the window's predictions that have a label",
             labels=["model"],
         )
+        estimated = GaugeMetricFamily(
+            "driftwatch_model_performance_estimated",
+            "Performance estimated from the window's scores alone (calibrated on the reference)",
+            labels=["model", "metric"],
+        )
+        scored = GaugeMetricFamily(
+            "driftwatch_window_scored_events",
+            "Prediction events in the window with a score (those the estimate covers)",
+            labels=["model"],
+        )
         seg_perf = GaugeMetricFamily(
             "driftwatch_segment_performance",
             "Performance of one segment value's labelled predictions",
@@ -225,6 +235,10 @@ class DriftwatchCollector(Collector):
                     ref.add_metric([model, metric], value)
                 labeled.add_metric([model], float(ev.labeled_events))
                 coverage.add_metric([model], ev.label_coverage)
+            if ev.performance_estimated:
+                for metric, value in ev.performance_estimated.items():
+                    estimated.add_metric([model, metric], value)
+                scored.add_metric([model], float(ev.scored_events))
             for seg in ev.segments:
                 key = [model, seg.segment, seg.value]
                 seg_events.add_metric(key, float(seg.events))
@@ -232,7 +246,7 @@ class DriftwatchCollector(Collector):
                     seg_psi.add_metric([*key, feature], psi)
                 for metric, value in seg.performance.items():
                     seg_perf.add_metric([*key, metric], value)
-        yield from (cur, ref, labeled, coverage, seg_perf, seg_psi, seg_events)
+        yield from (cur, ref, labeled, coverage, estimated, scored, seg_perf, seg_psi, seg_events)
 
     def _versions(self, s: TelemetrySnapshot) -> Iterator[Metric]:
         """Per model version in the window (CONTRACT section 9); ``__other__`` pools the

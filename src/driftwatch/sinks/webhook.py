@@ -180,9 +180,10 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
         for f in body.get("drifted_features", [])[:10]
     ]
     perf = body.get("performance")
-    if perf and body["rule"] == "performance":
+    if perf and body["rule"] in ("performance", "estimated_performance"):
         lines.append(
-            f"• {perf['metric']}: {_fmt(perf['current'])} (reference {_fmt(perf['reference'])})"
+            f"• {perf['metric']}{' (estimated)' if perf.get('estimated') else ''}: "
+            f"{_fmt(perf['current'])} (reference {_fmt(perf['reference'])})"
         )
     quality = body.get("data_quality")
     if quality and body["rule"] == "data_quality":

@@ -58,6 +58,7 @@ def test_evaluation_equals_statistics_over_the_raw_window():
         "performance": False,
         "data_quality": False,  # no quality rule configured
         "version_regression": False,  # no version rule configured
+        "estimated_performance": False,  # no estimated-performance rule configured
     }
 
 

@@ -54,6 +54,11 @@ def exporter(unbounded: bool = False):
             VersionResult("v2", 600, 0, {"accuracy": float("nan")}, 0.4, 2),
             VersionResult("__other__", 34, 10, {"accuracy": 0.5}, None, None),
         ),
+        scored_events=1200,
+        performance_estimated={"accuracy": 0.81, "roc_auc": 0.88, "precision": float("nan")},
+        estimated_metric="accuracy",
+        estimated_reference=0.9,
+        estimated_breach=True,
     )
     tel.record(ev, {"feature_drift": True, "prediction_drift": False, "data_quality": False})
     tel.count_events("m", 1234)
@@ -101,6 +106,17 @@ def test_version_metrics_are_exported():
     assert get("driftwatch_version_prediction_psi", v1) == 0.02
     assert get("driftwatch_version_prediction_psi", {"model": "m", "version": "__other__"}) is None
     assert get("driftwatch_alert_active", {"model": "m", "rule": "version_regression"}) == 0.0
+
+
+def test_estimated_performance_metrics_are_exported():
+    """CONTRACT section 10: estimated without labels (no label topic, no labelled events)."""
+    get = exporter().registry.get_sample_value
+    acc = {"model": "m", "metric": "accuracy"}
+    assert get("driftwatch_model_performance_estimated", acc) == 0.81
+    assert get("driftwatch_model_performance_estimated", {**acc, "metric": "roc_auc"}) == 0.88
+    assert get("driftwatch_window_scored_events", {"model": "m"}) == 1200
+    assert get("driftwatch_model_performance", acc) is None  # nothing measured
+    assert get("driftwatch_alert_active", {"model": "m", "rule": "estimated_performance"}) == 0.0
 
 
 def test_data_quality_metrics_are_exported():
