@@ -166,6 +166,7 @@ class Pipeline:
         #: the models this replica owns and evaluates (None: all of them); replaced whole
         self.owned: frozenset[str] | None = None
         self._lock = threading.Lock()  # guards the monitors' windows and joins
+        self._unscored: set[str] = set()  # models warned about events without scores
         self._eval_lock = threading.Lock()  # one model's evaluation at a time; alert states
         self._logged_internal: set[str] = set()
 
@@ -453,11 +454,33 @@ class Pipeline:
                         snap = monitor.snapshot()
                     alerts = self.alerts[name]
                     evaluation = evaluate_snapshot(monitor, snap, now, alerts.hysteresis)
+                    self._warn_unscored(evaluation)
                     out.append((evaluation, self._alert(evaluation, now)))
                 except Exception:
                     log.exception("evaluating model %s failed; it is skipped this round", name)
         self._label_telemetry()
         return out
+
+    def _warn_unscored(self, evaluation: Evaluation) -> None:
+        """Rule estimated_performance reads the events' ``score``: a model whose window has
+        events but none scored can never be estimated. Said once per model (again after
+        scores came back), not silently."""
+        name = evaluation.model
+        blind = (
+            evaluation.estimated_metric is not None
+            and evaluation.window_events > 0
+            and evaluation.scored_events == 0
+        )
+        if blind and name not in self._unscored:
+            self._unscored.add(name)
+            log.warning(
+                "model %s: %d events in the window and none with a score: the performance "
+                "estimate (performance.estimate) needs `score` in the events",
+                name,
+                evaluation.window_events,
+            )
+        elif not blind:
+            self._unscored.discard(name)
 
     def _alert(self, evaluation: Evaluation, now: float) -> list[Notification]:
         """Advance the model's alert policy and write its notifications to the outbox in one

@@ -178,6 +178,17 @@ class ConfidenceEstimator:
         share = np.zeros(k)
         share[present] = pred[present] / rows[present]
         predicted_positive = _fill(share, present)
+        # An empty bin wholly on one side of the reference's decision (below its largest
+        # score predicted negative, or above its smallest predicted positive) is predicted
+        # that way: a neighbours' mean there would split a bin whose class is known (a
+        # coarse reference, e.g. scores rounded to 0.1, left whole gaps at 0.5).
+        lower, upper = score_bins.bin_bounds
+        if (~yhat).any():
+            t_lo = float(s[~yhat].max())
+            predicted_positive[~present & (upper <= t_lo)] = 0.0
+        if yhat.any():
+            t_hi = float(s[yhat].min())
+            predicted_positive[~present & (lower >= t_hi)] = 1.0
         raw_point = np.zeros(k)
         raw_point[present] = np.bincount(b, weights=s, minlength=k)[present] / rows[present]
         est = cls(

@@ -620,8 +620,8 @@ def _estimated(
     """The :class:`Evaluation` fields of the performance estimated from the window's
     score-bin counts (region 0's prediction slot, ``monitor.estimated``): the estimates,
     the scored events they cover, and rule ``estimated_performance``'s metric, reference
-    value (the reference's measured metric, or its estimate on the reference when the
-    reference cannot measure it) and breach."""
+    value (the estimate on the reference's own scores, so that both sides share the
+    estimator's bias; the measured one if that is undefined) and breach."""
     estimator, profile = monitor.estimator, monitor.profile
     if estimator is None or "prediction" not in profile.slots:
         return {}
@@ -632,9 +632,11 @@ def _estimated(
     rule = monitor.spec.estimated
     if rule is None:
         return out
-    reference = monitor.reference_performance.get(rule.metric, math.nan)
+    # the estimate on the reference's own scores: both sides of the drop then share the
+    # estimator's bias (e.g. a reference prediction that is not a function of the score)
+    reference = estimator.reference.get(rule.metric, math.nan)
     if math.isnan(reference):
-        reference = estimator.reference.get(rule.metric, math.nan)
+        reference = monitor.reference_performance.get(rule.metric, math.nan)
     out["estimated_metric"] = rule.metric
     out["estimated_reference"] = reference
     out["estimated_breach"] = rule.breach(

@@ -317,3 +317,41 @@ def test_a_reference_without_scores_is_refused(tmp_path):
     frame.to_csv(tmp_path / "ref.csv", index=False)
     with pytest.raises(DriftwatchError, match=r"performance\.estimate needs a score column"):
         build_pipeline(parse_config(data, tmp_path))
+
+
+def test_empty_bins_on_a_known_side_of_the_decision_are_not_split():
+    """A reference with scores rounded to 0.1 leaves whole open gaps between its values;
+    a gap below its largest score predicted negative is predicted negative (it was once
+    filled with the neighbours' mean, 0.5, and split), one above its smallest predicted
+    positive is predicted positive; only a straddling gap keeps a fraction."""
+    rng = np.random.default_rng(5)
+    raw = rng.random(20_000)
+    scores = np.round(raw, 1)
+    labels = rng.random(20_000) < raw
+    bins = NumericalBins.from_reference(scores)
+    est = ConfidenceEstimator.build(bins, scores, labels)  # predicted: score >= 0.5
+    lower, upper = bins.bin_bounds
+    q = est.predicted_positive
+    assert np.all(q[upper <= 0.4] == 0.0) and np.all(q[lower >= 0.5] == 1.0)
+    straddling = (lower >= 0.4) & (upper <= 0.5) & (q > 0) & (q < 1)
+    assert straddling.sum() == 1  # the open gap (0.4, 0.5): 0.45 would be negative, 0.5 not
+    # live scores, continuous, as the reference's: the estimated recall is close to realized
+    live = rng.random(20_000)
+    y = rng.random(20_000) < live
+    got = est.estimate(np.bincount(bins.bin(live), minlength=bins.nbins))
+    yhat = live >= 0.5
+    recall = (y & yhat).sum() / y.sum()
+    assert abs(got["recall"] - recall) < 0.05  # the share of the one straddling gap
+
+
+def test_a_model_whose_events_carry_no_score_is_said_once(tmp_path, caplog):
+    pipe = build_pipeline(parse_config(config(tmp_path), tmp_path))
+    events = scored_events(1, 600, SHIFTS[0], 0)
+    for e in events:
+        del e["score"]
+    pipe.apply(records(events))
+    with caplog.at_level("WARNING", logger="driftwatch.pipeline"):
+        [(ev, _)] = pipe.evaluate(100.0)
+        pipe.evaluate(101.0)
+    assert ev.scored_events == 0 and not ev.breaches["estimated_performance"]
+    assert caplog.text.count("none with a score") == 1
