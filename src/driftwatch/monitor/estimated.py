@@ -189,6 +189,10 @@ class ConfidenceEstimator:
         if yhat.any():
             t_hi = float(s[yhat].min())
             predicted_positive[~present & (lower >= t_hi)] = 1.0
+        if predicted is None:  # the decision is score >= 0.5 exactly: no empty bin straddles
+            equality = lower == upper
+            predicted_positive[~present & (lower >= 0.5)] = 1.0
+            predicted_positive[~present & ~equality & (upper <= 0.5)] = 0.0
         raw_point = np.zeros(k)
         raw_point[present] = np.bincount(b, weights=s, minlength=k)[present] / rows[present]
         est = cls(
