@@ -210,28 +210,17 @@ class QualityRule:
 
 
 @dataclass(frozen=True)
-class VersionRule:
+class VersionRule(PerformanceRule):
     """Rule ``version_regression``: the newest model version's ``metric`` is worse than the
     previous version's by more than ``max_drop`` (higher is worse when
     ``lower_is_better``: mae, rmse), both measured on at least ``min_labels`` labelled
     predictions in the window. A pair that breached keeps breaching until the gap is at
-    most ``max_drop x resolve_ratio``."""
+    most ``max_drop x resolve_ratio``. The performance rule's check, with the previous
+    version as the reference."""
 
-    metric: str
     max_drop: float = 0.02
-    min_labels: int = 200
-    lower_is_better: bool = False
-    resolve_ratio: float = 1.0
 
-    def __post_init__(self) -> None:
-        if self.max_drop < 0:
-            raise ValueError("max_drop must be >= 0")
-        if self.min_labels < 1:
-            raise ValueError("min_labels must be >= 1")
-        if not 0 < self.resolve_ratio <= 1:
-            raise ValueError("resolve_ratio must be in (0, 1]")
-
-    def breach(
+    def compare(
         self,
         newest_labeled: int,
         newest: float,
@@ -239,9 +228,4 @@ class VersionRule:
         previous: float,
         was: bool = False,
     ) -> bool:
-        if min(newest_labeled, previous_labeled) < self.min_labels:
-            return False
-        if math.isnan(newest) or math.isnan(previous):
-            return False
-        drop = newest - previous if self.lower_is_better else previous - newest
-        return drop > (self.max_drop * self.resolve_ratio if was else self.max_drop)
+        return self.breach(min(newest_labeled, previous_labeled), newest, previous, was)

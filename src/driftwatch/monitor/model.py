@@ -680,7 +680,7 @@ def _version_rule(
     if rule is None:
         return newest.version, prev.version, False
     was = previous is not None and previous.versions == (newest.version, prev.version)
-    breach = rule.breach(
+    breach = rule.compare(
         newest.labeled_events,
         newest.performance.get(rule.metric, math.nan),
         prev.labeled_events,
