@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -36,11 +37,9 @@ def model_stream(seed, n, start, concept_change=False):
     return preds, labels
 
 
-@pytest.mark.usefixtures("kafka_library")
-def test_concept_change_sends_exactly_one_performance_webhook(broker, topic, tmp_path, daemons):
-    labels_topic = f"labels-{topic}"
-    create_topic(broker, topic)
-    create_topic(broker, labels_topic)
+def scored_reference(path: Path) -> None:
+    """5,000 reference rows of one feature ``x`` with calibrated scores, predictions at 0.5
+    and labels drawn from the scores (shared with ``test_versions``)."""
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, 5000)
     s = 1 / (1 + np.exp(-3 * x))
@@ -51,7 +50,15 @@ def test_concept_change_sends_exactly_one_performance_webhook(broker, topic, tmp
             "prediction": (s > 0.5).astype(int),
             "label": (rng.random(5000) < s).astype(int),
         }
-    ).to_csv(tmp_path / "ref.csv", index=False)
+    ).to_csv(path, index=False)
+
+
+@pytest.mark.usefixtures("kafka_library")
+def test_concept_change_sends_exactly_one_performance_webhook(broker, topic, tmp_path, daemons):
+    labels_topic = f"labels-{topic}"
+    create_topic(broker, topic)
+    create_topic(broker, labels_topic)
+    scored_reference(tmp_path / "ref.csv")
     with WebhookServer() as hook:
         cfg = daemon_config(
             broker,

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from tests.helpers import WebhookServer, http_get, sample, wait_for
 from tests.integration.conftest import DaemonProcess, daemon_config
 from tests.integration.test_daemon import create_topic, produce
+from tests.integration.test_labels import scored_reference
 
 MIN_LABELS = 200
 
@@ -50,17 +50,7 @@ def start_daemon(broker, topic, tmp_path, daemons, hook) -> tuple[DaemonProcess,
     labels_topic = f"labels-{topic}"
     create_topic(broker, topic)
     create_topic(broker, labels_topic)
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 1, 5000)
-    s = 1 / (1 + np.exp(-3 * x))
-    pd.DataFrame(
-        {
-            "x": x,
-            "score": s,
-            "prediction": (s > 0.5).astype(int),
-            "label": (rng.random(5000) < s).astype(int),
-        }
-    ).to_csv(tmp_path / "ref.csv", index=False)
+    scored_reference(tmp_path / "ref.csv")
     cfg = daemon_config(
         broker,
         tmp_path,
