@@ -15,7 +15,7 @@ demo: $(BIN)/driftwatch           ## the embedded default: broker + drifting pro
 	$(BIN)/driftwatch demo $(ARGS)
 
 test: $(BIN)/driftwatch lint      ## everything CI runs: lint, types, unit and integration tests
-	scripts/ensure-promtool.sh
+	scripts/ensure-tools.sh
 	$(BIN)/pytest -q
 
 lint: $(BIN)/driftwatch
@@ -24,10 +24,11 @@ lint: $(BIN)/driftwatch
 	$(BIN)/mypy
 
 unit: $(BIN)/driftwatch
+	scripts/ensure-tools.sh
 	$(BIN)/pytest -q tests/unit
 
 integration: $(BIN)/driftwatch
-	scripts/ensure-promtool.sh
+	scripts/ensure-tools.sh
 	$(BIN)/pytest -q tests/integration
 
 bench: $(BIN)/driftwatch          ## prints the benchmark table (numbers in README.md)

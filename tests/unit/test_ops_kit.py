@@ -216,9 +216,14 @@ def test_compose_file_is_consistent():
 
 
 # -- Kubernetes ---------------------------------------------------------------------------
+# The base's files as written (tests/unit/test_k8s_kit.py renders and validates the
+# kustomizations, overlays and components).
+K8S_BASE = ROOT / "deploy/kubernetes/base"
+
+
 def k8s() -> dict[str, dict[str, Any]]:
     docs = {}
-    for path in sorted((ROOT / "deploy/kubernetes").glob("*.yaml")):
+    for path in sorted(K8S_BASE.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             docs[doc["kind"]] = doc
     return docs
@@ -227,10 +232,10 @@ def k8s() -> dict[str, dict[str, Any]]:
 def test_kubernetes_manifests_cross_check():
     docs = k8s()
     kust = docs["Kustomization"]
-    listed = {(ROOT / "deploy/kubernetes" / r).name for r in kust["resources"]}
-    assert listed == {p.name for p in (ROOT / "deploy/kubernetes").glob("*.yaml")} - {
-        "kustomization.yaml"
-    }
+    listed = {(K8S_BASE / r).name for r in kust["resources"]}
+    assert listed == {p.name for p in K8S_BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    top = yaml.safe_load((ROOT / "deploy/kubernetes/kustomization.yaml").read_text())
+    assert top["resources"] == ["base"]  # `kubectl apply -k deploy/kubernetes` is the base
     dep, svc, pdb, cm, secret = (
         docs[k] for k in ("Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Secret")
     )

@@ -6,6 +6,7 @@ The only module that imports ``prometheus_client``.
 from __future__ import annotations
 
 import math
+import platform
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from driftwatch import __version__
 from driftwatch.events.decode import INVALID_REASONS
 from driftwatch.monitor.model import DELAY_BUCKETS
 from driftwatch.monitor.quality import quantile_label
@@ -402,12 +404,31 @@ class DriftwatchCollector(Collector):
         yield from (up, age, dead, outbox, dup)
 
 
+class BuildInfoCollector(Collector):
+    """``driftwatch_build_info``: always 1, labelled with the running version. Its absence
+    is what the ``DriftwatchAbsent`` alert looks for, and ``group_left`` joins can add the
+    version to any other series."""
+
+    def __init__(self, version: str = __version__, python: str | None = None) -> None:
+        self._labels = [version, python or platform.python_version()]
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "driftwatch_build_info",
+            "Always 1: the driftwatch version and the Python running it",
+            labels=["version", "python"],
+        )
+        info.add_metric(self._labels, 1.0)
+        yield info
+
+
 class PrometheusExporter:
     """The daemon's registry: the collector plus the evaluation-duration histogram."""
 
     def __init__(self, snapshot: Callable[[], TelemetrySnapshot], webhooks: list[str]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(DriftwatchCollector(snapshot, webhooks))
+        self.registry.register(BuildInfoCollector())
         self.evaluation_duration = Histogram(
             "driftwatch_evaluation_duration_seconds",
             "Time of one evaluation round",

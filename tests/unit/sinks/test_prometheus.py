@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import math
+import platform
 import shutil
 import subprocess
 
 import pytest
 
+from driftwatch import __version__
 from driftwatch.monitor.quality import FeatureQuality
 from driftwatch.monitor.results import RULES, Evaluation, FeatureResult
 from driftwatch.monitor.telemetry import Telemetry
@@ -146,6 +148,18 @@ def test_unbounded_summaries_are_exported_as_nan():
     assert get("driftwatch_feature_quantile", {**x, "quantile": "0.5"}) == 2.5
     assert math.isnan(get("driftwatch_feature_quantile", {**x, "quantile": "0.95"}))
     assert get("driftwatch_feature_reference_mean", x) == 2.0
+
+
+def test_build_info_is_exported_once_with_version_and_python():
+    exp = exporter()
+    labels = {"version": __version__, "python": platform.python_version()}
+    assert exp.registry.get_sample_value("driftwatch_build_info", labels) == 1.0
+    sample = f'driftwatch_build_info{{python="{labels["python"]}",version="{__version__}"}} 1.0'
+    for accept in (None, "application/openmetrics-text; version=1.0.0"):
+        text = exp.render(accept)[0].decode()
+        lines = [ln for ln in text.splitlines() if ln.startswith("driftwatch_build_info")]
+        assert lines == [sample], accept
+        assert "# TYPE driftwatch_build_info gauge" in text
 
 
 @pytest.mark.parametrize("accept", [None, "application/openmetrics-text; version=1.0.0"])

@@ -147,7 +147,7 @@ def test_a_secret_that_cannot_sign_delays_only_its_own_webhook(tmp_path):
 
 def kubernetes_docs() -> dict[str, dict[str, Any]]:
     docs: dict[str, dict[str, Any]] = {}
-    for path in sorted((ROOT / "deploy/kubernetes").glob("*.yaml")):
+    for path in sorted((ROOT / "deploy/kubernetes/base").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             docs[doc["kind"]] = doc
     return docs
