@@ -57,6 +57,8 @@ INVALID_REASONS = (
     "invalid_id",
     "invalid_version",
     "wrong_partition",
+    "not_inference_event",  # a CloudEvent, but no inference request/response (CONTRACT §12)
+    "invalid_shape",  # payload-log rows/tensors whose counts or shapes disagree
     "internal_error",
 )
 
