@@ -6,10 +6,10 @@ Code below receives built objects (monitors, rules, targets), never dicts or os.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from driftwatch.config import Config, ModelConfig
+from driftwatch.config import Config, KafkaConfig, ModelConfig
 from driftwatch.detectors.policy import AlertPolicy
 from driftwatch.detectors.recent import RecentRule
 from driftwatch.detectors.threshold import DriftRule, PerformanceRule, QualityRule, VersionRule
@@ -22,7 +22,7 @@ from driftwatch.monitor.performance import PerformanceLayout, positive_class
 from driftwatch.monitor.results import RULES
 from driftwatch.monitor.segments import Segment
 from driftwatch.monitor.telemetry import Telemetry
-from driftwatch.pipeline import ModelAlerts, Pipeline
+from driftwatch.pipeline import ModelAlerts, PayloadFormat, Pipeline
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.webhook import WebhookTarget, secret_problem, token_problem
 from driftwatch.sources.base import DeadLetters
@@ -31,7 +31,9 @@ from driftwatch.stats.performance import LOWER_IS_BETTER
 from driftwatch.windows.reference import NumericalBins, ReferenceProfile
 
 
-def build_monitor(model: ModelConfig, labels: bool = True) -> ModelMonitor:
+def build_monitor(
+    model: ModelConfig, labels: bool = True, kafka: KafkaConfig | None = None
+) -> ModelMonitor:
     """Load a model's reference and build its monitor. Raises DriftwatchError on bad data.
 
     ``labels``: labels arrive (``kafka.label_topic``); without them the measured
@@ -132,6 +134,8 @@ def build_monitor(model: ModelConfig, labels: bool = True) -> ModelMonitor:
         max_versions=model.versions.max_versions,
         versions=version_rule,
         estimated=estimated_rule,
+        pair_ttl_seconds=kafka.pair_ttl_seconds if kafka else 600.0,
+        pair_max_pending=kafka.pair_max_pending if kafka else 100_000,
     )
     return ModelMonitor(spec, profile, layout, segments, reference_perf if p else {}, estimator)
 
@@ -202,6 +206,19 @@ def webhook_targets(
     return targets
 
 
+def ingest_token(config: Config, environ: Mapping[str, str] | None = None) -> str | None:
+    """The bearer token ``POST /v1/cloudevents`` requires (None: none asked for); a
+    ``http.ingest_token_env`` naming an unset or empty variable is a config error."""
+    var = config.http.ingest_token_env
+    if var is None or not config.http.ingest:
+        return None
+    env = os.environ if environ is None else environ
+    value = env.get(var, "")
+    if not value.strip():
+        raise ConfigError([f"http.ingest_token_env: environment variable {var} is not set"])
+    return value.strip()
+
+
 def build_pipeline(
     config: Config,
     outbox: Outbox | None = None,
@@ -209,7 +226,7 @@ def build_pipeline(
     on_notify: Callable[[], None] | None = None,
 ) -> Pipeline:
     labels = config.kafka.label_topic is not None
-    monitors = {m.name: build_monitor(m, labels) for m in config.models}
+    monitors = {m.name: build_monitor(m, labels, config.kafka) for m in config.models}
     alerts = {
         m.name: ModelAlerts(
             AlertPolicy(m.alerts.consecutive, m.alerts.cooldown_seconds), list(m.webhooks)
@@ -228,6 +245,17 @@ def build_pipeline(
         max_future_seconds=config.kafka.max_future_seconds,
     )
     telemetry = Telemetry(list(monitors), RULES)
+    kafka = config.kafka
+    payloads = None
+    if kafka.format == "cloudevents":
+        payloads = PayloadFormat(
+            kafka.monitored_topic,
+            {m.inference_service or m.name: m.name for m in config.models},
+            {
+                m.name: None if m.feature_order is None else tuple(m.feature_order)
+                for m in config.models
+            },
+        )
     pipeline = Pipeline(
         monitors,
         alerts,
@@ -236,7 +264,9 @@ def build_pipeline(
         outbox,
         dead_letters,
         on_notify,
-        config.kafka.label_topic,
+        kafka.label_topic,
+        copies_topic=kafka.monitored_topic if kafka.repartitions else None,
+        payloads=payloads,
     )
     pipeline.export_from_zero(list(monitors))
     return pipeline

@@ -59,11 +59,50 @@ class KafkaConfig(_Strict):
     #: The consumer's library: kafka-python, or librdkafka's (``confluent``, extra
     #: ``driftwatch[fast]``). ``client`` holds the chosen library's own option names.
     library: Literal["kafka-python", "confluent"] = "kafka-python"
+    #: What records on ``prediction_topic`` hold (CONTRACT section 12): driftwatch's own
+    #: events (section 3), or model servers' payload logs as CloudEvents (KServe's logger
+    #: through Knative's KafkaSink).
+    format: Literal["driftwatch", "cloudevents"] = "driftwatch"
+    #: Whether ``prediction_topic``'s records are keyed by model name (so each model's
+    #: events are on one partition). ``false`` (implied by ``format: cloudevents``): the
+    #: daemon re-keys them by model into ``repartition_topic`` and monitors that.
+    keyed_by_model: bool | None = None
+    #: The internal topic of records re-keyed by model (default ``<prediction_topic>.by-model``),
+    #: created if missing with as many partitions as ``label_topic`` (or
+    #: ``repartition_partitions``, or ``prediction_topic``'s).
+    repartition_topic: str | None = Field(default=None, min_length=1)
+    repartition_partitions: int | None = Field(default=None, gt=0)
+    #: ``format: cloudevents``: how long a request (or response) waits for its other half,
+    #: and at most how many wait per model (the oldest is dropped first, counted).
+    pair_ttl_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    pair_max_pending: int = Field(default=100_000, ge=1)
+
+    @property
+    def repartitions(self) -> bool:
+        """Whether the daemon re-keys ``prediction_topic`` by model first."""
+        if self.keyed_by_model is None:
+            return self.format == "cloudevents"
+        return not self.keyed_by_model
+
+    @property
+    def monitored_topic(self) -> str:
+        """The topic whose partitions hold whole models: the re-keyed one, or the input."""
+        if not self.repartitions:
+            return self.prediction_topic
+        return self.repartition_topic or f"{self.prediction_topic}.by-model"
 
 
 class HttpConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
+    #: ``POST /v1/cloudevents`` (CONTRACT section 12): events produced to
+    #: ``kafka.prediction_topic``, answered 202 once the broker acknowledged them.
+    ingest: bool = False
+    #: The environment variable holding the bearer token ``POST /v1/cloudevents`` requires
+    #: (unset: no token is asked for).
+    ingest_token_env: str | None = Field(default=None, min_length=1)
+    #: Largest request body ``POST /v1/cloudevents`` accepts (413 beyond).
+    ingest_max_bytes: int = Field(default=1_048_576, gt=0)
 
 
 class StateConfig(_Strict):
@@ -264,6 +303,12 @@ class ModelConfig(_Strict):
     #: Values per segment column kept apart (most frequent in the reference); the rest
     #: are pooled as ``__other__``.
     max_segment_values: int = Field(default=20, ge=1, le=1000)
+    #: ``kafka.format: cloudevents``: the InferenceService (``ce_inferenceservicename``)
+    #: whose payload logs are this model's events (default: the model's name).
+    inference_service: str | None = Field(default=None, min_length=1, max_length=253)
+    #: ``kafka.format: cloudevents``: names of positional inputs (``"instances": [[...]]``,
+    #: a v2 tensor of shape [N, F]), in order; the features must all be in ``features``.
+    feature_order: list[str] | None = Field(default=None, min_length=1)
 
     @field_validator("name")
     @classmethod
@@ -286,6 +331,16 @@ class ModelConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _feature_order(self) -> ModelConfig:
+        if self.feature_order is not None:
+            for i, f in enumerate(self.feature_order):
+                if f not in self.features:
+                    raise ValueError(f"feature_order[{i}]: {f!r} is not one of the features")
+            if len(set(self.feature_order)) != len(self.feature_order):
+                raise ValueError("feature_order: a feature is listed twice")
+        return self
+
+    @model_validator(mode="after")
     def _metric_fits_task(self) -> ModelConfig:
         if self.performance is not None and not _metric_fits(self.performance.metric, self.task):
             raise ValueError(
@@ -299,6 +354,30 @@ class ModelConfig(_Strict):
         return self
 
 
+def _kafka_problems(k: KafkaConfig) -> list[str]:
+    problems = []
+    if k.format == "cloudevents" and k.keyed_by_model:
+        problems.append(
+            "kafka.keyed_by_model: format cloudevents is read unkeyed (KafkaSink does not key "
+            "records by model): leave it out or set false"
+        )
+    if k.repartition_topic is not None and not k.repartitions:
+        problems.append(
+            "kafka.repartition_topic: set only when records are not keyed by model "
+            "(keyed_by_model: false, or format: cloudevents)"
+        )
+    if k.repartition_topic is not None and k.repartition_topic in (
+        k.prediction_topic,
+        k.label_topic,
+        k.dead_letter_topic,
+    ):
+        problems.append(
+            "kafka.repartition_topic: must differ from prediction_topic, label_topic and "
+            "dead_letter_topic"
+        )
+    return problems
+
+
 class Config(_Strict):
     kafka: KafkaConfig
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -310,7 +389,11 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
         seen: set[str] = set()
+        services: dict[str, int] = {}
         problems: list[str] = []
+        problems += _kafka_problems(self.kafka)
+        if self.http.ingest and self.kafka.format != "cloudevents":
+            problems.append("http.ingest: needs kafka.format cloudevents")
         for i, m in enumerate(self.models):
             if (
                 m.performance is not None
@@ -335,6 +418,7 @@ class Config(_Strict):
                     )
             if m.name in seen:
                 problems.append(f"models[{i}].name: duplicate model name {json.dumps(m.name)}")
+            seen_twice = seen & {m.name}
             for name in m.features:
                 if name in RESERVED_COLUMNS:
                     problems.append(
@@ -343,6 +427,15 @@ class Config(_Strict):
                         "rename the feature in the events and the reference"
                     )
             seen.add(m.name)
+            service = m.inference_service or m.name
+            if self.kafka.format != "cloudevents" or m.name in seen_twice:
+                pass
+            elif service in services:
+                problems.append(
+                    f"models[{i}].inference_service: {service!r} is already models"
+                    f"[{services[service]}]'s"
+                )
+            services.setdefault(service, i)
             for j, hook in enumerate(m.webhooks):
                 if hook not in self.webhooks:
                     known = ", ".join(sorted(self.webhooks)) or "none defined"

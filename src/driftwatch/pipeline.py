@@ -41,6 +41,7 @@ from driftwatch.detectors.policy import AlertPolicy, Edge, RuleState
 from driftwatch.errors import InvalidEvent
 from driftwatch.events.columns import PredictionColumns, decode_batch
 from driftwatch.events.decode import Decoder
+from driftwatch.events.payloads import half_of, joined_events, parse_cloudevent, source_of
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.model import ModelMonitor, evaluate_snapshot
 from driftwatch.monitor.notify import Notification, notification
@@ -57,6 +58,18 @@ log = logging.getLogger(__name__)
 #: per record than 5,000 (whose parsed objects spill out of cache); the columns of all the
 #: chunks of a poll are then ingested together.
 DECODE_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PayloadFormat:
+    """``kafka.format: cloudevents`` (CONTRACT section 12): how payload logs map to models."""
+
+    #: the topic holding them (the re-keyed one)
+    topic: str
+    #: inference service name -> model name
+    services: dict[str, str]
+    #: model -> the names of positional inputs
+    feature_order: dict[str, tuple[str, ...] | None]
 
 
 @dataclass
@@ -136,6 +149,8 @@ def carry_counters(old: ModelMonitor, new: ModelMonitor) -> None:
     new.labels_total = old.labels_total
     new.late_events = old.late_events
     new.missing = {f: old.missing.get(f, 0) for f in new.spec.features}
+    # the copies applied (and halves waiting) are about input records, not the window
+    new.front.restore(old.front.state())
 
 
 class Pipeline:
@@ -152,8 +167,14 @@ class Pipeline:
         dead_letters: DeadLetters | None = None,
         on_notify: Callable[[], None] | None = None,
         label_topic: str | None = None,
+        copies_topic: str | None = None,
+        payloads: PayloadFormat | None = None,
     ) -> None:
         self.monitors = monitors
+        #: the re-keyed topic (``repartition``): its copies carry their input offset, and
+        #: a copy applied before is skipped (``monitor.front``)
+        self.copies_topic = copies_topic
+        self.payloads = payloads
         self.alerts = alerts
         self.decoder = decoder
         self.telemetry = telemetry
@@ -209,15 +230,24 @@ class Pipeline:
         now = time.time() if now is None else now
         predictions: dict[str, list[tuple[PredictionColumns, RecordBatch]]] = defaultdict(list)
         labels: dict[str, list[tuple[Label, Record]]] = defaultdict(list)
-        for whole in batches:
-            if not mixed and whole.topic == self.label_topic:
-                self._decode_labels(whole, labels)
+        events: dict[str, list[tuple[Prediction, Record]]] = defaultdict(list)
+        for polled in batches:
+            if not mixed and polled.topic == self.label_topic:
+                self._decode_labels(polled, labels)
+                continue
+            whole = polled
+            if whole.topic == self.copies_topic and whole.headers is not None:
+                whole = self._fresh_copies(whole)
+            if self.payloads is not None and whole.topic == self.payloads.topic:
+                self._payload_logs(whole, events, now)
                 continue
             for batch in whole.chunks(DECODE_CHUNK):
                 self._decode_chunk(batch, mixed, predictions, labels)
         applied = 0
         for model, parts in predictions.items():
             applied += self._guarded_columns(model, parts)
+        for model, evs in events.items():
+            applied += self._guarded(model, evs, self._ingest)
         for model, lbatch in labels.items():
             applied += self._guarded(model, lbatch, lambda m, evs: self._ingest_labels(m, evs, now))
         if labels:
@@ -264,6 +294,72 @@ class Pipeline:
                 self._wrong_partition(batch.record(i), label.model)
             else:
                 labels[label.model].append((label, batch.record(i)))
+
+    def _fresh_copies(self, batch: RecordBatch) -> RecordBatch:
+        """``batch`` without the copies applied before (see ``repartition``)."""
+        assert batch.headers is not None
+        keep: list[int] = []
+        with self._lock:
+            for i, headers in enumerate(batch.headers):
+                src = source_of(headers)
+                key = batch.keys[i]
+                monitor = None
+                if src is not None and key:
+                    monitor = self.monitors.get(key.decode("utf-8", "replace"))
+                if monitor is None or monitor.front.fresh(*src):  # type: ignore[misc]
+                    keep.append(i)
+        if len(keep) == len(batch):
+            return batch
+        return RecordBatch(
+            batch.topic,
+            batch.partition,
+            [batch.offsets[i] for i in keep],
+            [batch.keys[i] for i in keep],
+            [batch.values[i] for i in keep],
+            [batch.timestamps[i] for i in keep],
+            [batch.headers[i] for i in keep],
+        )
+
+    def _payload_logs(
+        self, batch: RecordBatch, out: dict[str, list[tuple[Prediction, Record]]], now: float
+    ) -> None:
+        """Model servers' request and response CloudEvents: each half is validated when it
+        arrives and waits for the other; a joined pair is N prediction events."""
+        fmt = self.payloads
+        assert fmt is not None
+        router = self.router
+        headers = batch.headers
+        for i, value in enumerate(batch.values):
+            try:
+                ce = parse_cloudevent(
+                    None if headers is None else headers[i],
+                    value,
+                    max_bytes=self.decoder.max_bytes,
+                )
+                model = fmt.services.get(ce.inference_service or "")
+                if model is None or model not in self.monitors:
+                    raise InvalidEvent(
+                        "unknown_model",
+                        f"inference service {ce.inference_service!r} is no configured model",
+                    )
+                if router is not None and router(model) != batch.partition:
+                    self._wrong_partition(batch.record(i), model)
+                    continue
+                schema = self.decoder.schemas[model]
+                at = ce.time if ce.time is not None else batch.timestamps[i]
+                at = self.decoder.check_timestamp(at if at > 0 else now, now)
+                payload = half_of(ce, schema, fmt.feature_order.get(model), at)
+                monitor = self.monitors[model]
+                with self._lock:
+                    # waits by arrival (wall clock), like labels; ``at`` is the event time
+                    pair = monitor.front.pairs.add(ce.id, ce.kind, payload, now, now)
+                if pair is not None:
+                    rec = batch.record(i)
+                    out[model].extend((p, rec) for p in joined_events(schema, ce.id, *pair))
+            except InvalidEvent as exc:
+                self._invalid(batch.record(i), exc.reason, exc.detail)
+            except Exception as exc:  # a decoder bug must not stop the partition
+                self._internal_error(batch.record(i), exc)
 
     def _wrong_partition(self, rec: Record, model: str) -> None:
         self._invalid(rec, "wrong_partition", f"model {model} belongs on another partition")
@@ -451,6 +547,8 @@ class Pipeline:
                 try:
                     with self._lock:
                         monitor.expire_labels(now)
+                        if monitor.front.has_pairs:
+                            monitor.front.pairs.expire(now)
                         snap = monitor.snapshot()
                     alerts = self.alerts[name]
                     evaluation = evaluate_snapshot(monitor, snap, now, alerts.hysteresis)
@@ -630,6 +728,7 @@ class Pipeline:
                 if name not in keep:
                     alerts[name].hysteresis = None  # it described the discarded window
             self.monitors, self.alerts, self.decoder = monitors, alerts, fresh.decoder
+            self.payloads = fresh.payloads
             self.owned = owned
         self.telemetry.forget([*removed, *restarted])
         for name in [*restarted, *added]:

@@ -31,6 +31,7 @@ from driftwatch.detectors.threshold import (
 from driftwatch.events.columns import PredictionColumns
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.estimated import ConfidenceEstimator
+from driftwatch.monitor.front import ModelFront
 from driftwatch.monitor.join import Awaiting, Joined, LabelJoin
 from driftwatch.monitor.performance import PerformanceLayout
 from driftwatch.monitor.quality import (
@@ -82,6 +83,9 @@ class MonitorSpec:
     #: rule ``estimated_performance`` (``min_labels``: minimum scored events); None: none
     #: (the estimates are computed all the same when the monitor has an estimator)
     estimated: PerformanceRule | None = None
+    #: ``kafka.format: cloudevents``: request/response halves' wait (``monitor.front``)
+    pair_ttl_seconds: float = 600.0
+    pair_max_pending: int = 100_000
 
     def __post_init__(self) -> None:
         if (self.window_events is None) == (self.window_seconds is None):
@@ -159,6 +163,8 @@ class ModelMonitor:
             profile.slots.index("prediction") if "prediction" in profile.slots else None
         )
         self.join = LabelJoin(spec.label_ttl_seconds, spec.max_pending)
+        #: input copies applied and request/response halves waiting (``monitor.front``)
+        self.front = ModelFront(spec.pair_ttl_seconds, spec.pair_max_pending)
         self.recent_tests = RecentTests(profile, spec.rule.recent, spec.rule.recent_floors())
         self.label_stats = LabelStats()
         self.events_total = 0
@@ -367,6 +373,7 @@ class ModelMonitor:
         }
         version_meta, version_arrays = self.versions.state()
         meta["versions"] = version_meta
+        meta["front"] = self.front.state()
         return meta, {**arrays, **version_arrays}
 
     def restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -393,6 +400,7 @@ class ModelMonitor:
         self.labels_total = int(meta["labels_total"])
         self.late_events = int(meta["late_events"])
         self.missing = {f: int(meta["missing"].get(f, 0)) for f in self.spec.features}
+        self.front.restore(meta.get("front"))
         if not self.versions.restore(self.spec.name, meta.get("versions"), arrays, self.window):
             # the version window starts empty: waiting predictions forget their slots, or
             # their labels would land on whatever version takes that slot next

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import platform
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -483,3 +484,88 @@ class ReloadCollector(Collector):
         )
         failures.add_metric([], s.failures)
         yield from (ok, at, failures)
+
+
+@dataclass(frozen=True)
+class IngestSnapshot:
+    """Figures of the unkeyed-topic and payload-log paths (CONTRACT section 12)."""
+
+    #: per owned model: request/response halves waiting for their other half (cloudevents)
+    pairs_pending: dict[str, int] | None = None
+    #: per owned model: halves dropped, by reason (expired, capacity, duplicate)
+    pairs_dropped: dict[str, dict[str, int]] | None = None
+    #: per owned model: re-keyed copies skipped as already applied (``repartition``)
+    copies_skipped: dict[str, int] | None = None
+    #: this replica's re-keying stage: records copied, of which unrouted; retried polls
+    copied: tuple[int, int, int] | None = None
+    #: ``POST /v1/cloudevents`` answers by status code
+    http: dict[int, int] | None = None
+
+
+class IngestCollector(Collector):
+    """``driftwatch_payload_*``, ``driftwatch_copies_*``, ``driftwatch_repartition_*`` and
+    ``driftwatch_ingest_*``: exported only where the configuration uses them."""
+
+    def __init__(self, snapshot: Callable[[], IngestSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._snapshot()
+        if s.pairs_pending is not None:
+            pending = GaugeMetricFamily(
+                "driftwatch_payload_pairs_pending",
+                "Request or response payload logs waiting for their other half",
+                labels=["model"],
+            )
+            for model, n in sorted(s.pairs_pending.items()):
+                pending.add_metric([model], n)
+            yield pending
+        if s.pairs_dropped is not None:
+            dropped = CounterMetricFamily(
+                "driftwatch_payload_pairs_dropped",
+                "Payload-log halves dropped: expired (no other half within "
+                "kafka.pair_ttl_seconds), capacity (kafka.pair_max_pending), duplicate",
+                labels=["model", "reason"],
+            )
+            for model, reasons in sorted(s.pairs_dropped.items()):
+                for reason in ("expired", "capacity", "duplicate"):
+                    dropped.add_metric([model, reason], reasons.get(reason, 0))
+            yield dropped
+        if s.copies_skipped is not None:
+            skipped = CounterMetricFamily(
+                "driftwatch_copies_skipped",
+                "Re-keyed records skipped because they had been applied already (copied "
+                "again after a crash, an outage or a rebalance of the re-keying stage)",
+                labels=["model"],
+            )
+            for model, n in sorted(s.copies_skipped.items()):
+                skipped.add_metric([model], n)
+            yield skipped
+        if s.copied is not None:
+            copied, unrouted, retries = s.copied
+            c = CounterMetricFamily(
+                "driftwatch_repartition_copied",
+                "Records this replica copied from kafka.prediction_topic to the re-keyed topic",
+            )
+            c.add_metric([], copied)
+            u = CounterMetricFamily(
+                "driftwatch_repartition_unrouted",
+                "Of those, records whose model could not be told (copied to partition 0, "
+                "counted invalid there)",
+            )
+            u.add_metric([], unrouted)
+            r = CounterMetricFamily(
+                "driftwatch_repartition_retries",
+                "Polls whose copies were not all acknowledged and were copied again",
+            )
+            r.add_metric([], retries)
+            yield from (c, u, r)
+        if s.http is not None:
+            req = CounterMetricFamily(
+                "driftwatch_ingest_requests",
+                "POST /v1/cloudevents requests by status code (202: acknowledged by the broker)",
+                labels=["code"],
+            )
+            for code in sorted({202, 400, 401, 413, 503} | set(s.http)):
+                req.add_metric([str(code)], s.http.get(code, 0))
+            yield req

@@ -30,6 +30,12 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp: float  # seconds; the transport's record time
+    #: the record's headers (name, value), when the source was asked to keep them
+    headers: Sequence[tuple[str, bytes | None]] | None = None
+
+
+#: One record's headers as the Kafka clients return them.
+Headers = Sequence[tuple[str, bytes | None]] | None
 
 
 class DeadLetters(Protocol):
@@ -65,7 +71,7 @@ class RecordBatch:
     :class:`Record` per message (that alone cost about 1 µs each); :meth:`record` builds
     one on demand, for a dead letter."""
 
-    __slots__ = ("keys", "offsets", "partition", "timestamps", "topic", "values")
+    __slots__ = ("headers", "keys", "offsets", "partition", "timestamps", "topic", "values")
 
     def __init__(
         self,
@@ -75,6 +81,7 @@ class RecordBatch:
         keys: Sequence[bytes | None],
         values: Sequence[bytes | None],
         timestamps: Sequence[float],
+        headers: Sequence[Headers] | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -82,6 +89,8 @@ class RecordBatch:
         self.keys = keys
         self.values = values
         self.timestamps = timestamps  # seconds
+        #: per record, its headers; None: the source does not keep headers
+        self.headers = headers
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -106,6 +115,7 @@ class RecordBatch:
                 self.keys[i : i + size],
                 self.values[i : i + size],
                 self.timestamps[i : i + size],
+                None if self.headers is None else self.headers[i : i + size],
             )
             for i in range(0, len(self), size)
         ]
@@ -118,6 +128,7 @@ class RecordBatch:
             self.keys[i],
             self.values[i],
             self.timestamps[i],
+            None if self.headers is None else self.headers[i],
         )
 
     def records(self) -> list[Record]:
@@ -139,6 +150,7 @@ def batches_of(records: Sequence[Record]) -> list[RecordBatch]:
             [r.key for r in run],
             [r.value for r in run],
             [r.timestamp for r in run],
+            [r.headers for r in run] if any(r.headers is not None for r in run) else None,
         )
         for run in runs
     ]

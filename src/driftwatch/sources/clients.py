@@ -96,6 +96,7 @@ def make_consumer(kafka: KafkaConfig, topics: list[str]) -> Consumer:
             kafka.client,
             kafka.max_poll_records or CONFLUENT_POLL_RECORDS,
             kafka.max_event_bytes,
+            with_headers=kafka.repartitions,
         )
     from driftwatch.sources.kafka import KafkaSource
 
@@ -106,4 +107,5 @@ def make_consumer(kafka: KafkaConfig, topics: list[str]) -> Consumer:
         kafka.client,
         kafka.max_poll_records or KAFKA_PYTHON_POLL_RECORDS,
         kafka.max_event_bytes,
+        with_headers=kafka.repartitions,
     )

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import orjson
 
-from driftwatch.sources.base import RecordBatch
+from driftwatch.sources.base import Headers, RecordBatch
 
 #: The error when the optional dependency is missing (``import`` of this module fails).
 MISSING = (
@@ -216,6 +216,7 @@ _partition = Message.partition
 _offset = Message.offset
 _key = Message.key
 _value = Message.value
+_headers = Message.headers
 _timestamp = Message.timestamp
 
 #: How long :meth:`ConfluentSource.seek` keeps retrying a partition that is assigned but
@@ -253,7 +254,10 @@ class ConfluentSource:
         client_options: Mapping[str, Any],
         max_poll_records: int = 500,
         max_record_bytes: int = 1_048_576,
+        *,
+        with_headers: bool = False,
     ) -> None:
+        self.with_headers = with_headers
         self.topics = topics
         self._max = max(1, int(max_poll_records))
         conf = _config(bootstrap_servers, group_id, client_options, max_record_bytes)
@@ -419,6 +423,7 @@ class ConfluentSource:
             # milliseconds -> seconds; timestamp type 0 (NOT_AVAILABLE) -> -1 ms, like
             # kafka-python, so the decoder falls back to the wall clock
             [ts / 1000.0 if kind else -0.001 for kind, ts in map(_timestamp, msgs)],
+            cast("list[Headers]", list(map(_headers, msgs))) if self.with_headers else None,
         )
         self._next[(topic, partition)] = offsets[-1] + 1
         return batch

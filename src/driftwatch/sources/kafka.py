@@ -138,8 +138,11 @@ class KafkaSource:
         client_options: Mapping[str, Any],
         max_poll_records: int = 500,
         max_record_bytes: int = 1_048_576,
+        *,
+        with_headers: bool = False,
     ) -> None:
         self.topics = topics
+        self.with_headers = with_headers
         self._changes: queue.SimpleQueue[tuple[str, frozenset[TP]]] = queue.SimpleQueue()
         opts = {
             **consumer_defaults(max_record_bytes),
@@ -183,6 +186,7 @@ class KafkaSource:
                         [r.key for r in records],
                         [r.value for r in records],
                         [r.timestamp / 1000.0 for r in records],
+                        [r.headers for r in records] if self.with_headers else None,
                     )
                 )
         return out

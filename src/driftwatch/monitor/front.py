@@ -1,0 +1,67 @@
+"""What a model keeps about its input records, before their events reach the window.
+
+* **Copies already applied** (``kafka.keyed_by_model: false``, ``format: cloudevents``):
+  per input partition of the un-keyed topic, the highest input offset applied
+  (``repartition.SOURCE_HEADER``); a copy at or below it was applied before a crash or
+  rebalance made the re-keying stage copy it again, and is skipped.
+* **Request/response halves** (``format: cloudevents``): a request's validated rows
+  wait for their response (or the other way round) in a :class:`PairJoin`.
+
+Both are checkpointed with the model (meta key ``front``), so a restore resumes exactly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from driftwatch.monitor.pairs import PairJoin
+
+
+class ModelFront:
+    def __init__(self, ttl_seconds: float = 600.0, max_pending: int = 100_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_pending = max_pending
+        #: input partition -> highest input offset applied
+        self.watermarks: dict[int, int] = {}
+        self._pairs: PairJoin | None = None  # made on first use (cloudevents only)
+        self.duplicates = 0  # copies skipped
+
+    @property
+    def has_pairs(self) -> bool:
+        return self._pairs is not None
+
+    @property
+    def pairs(self) -> PairJoin:
+        if self._pairs is None:
+            from driftwatch.monitor.pairs import PairJoin
+
+            self._pairs = PairJoin(self.ttl_seconds, self.max_pending)
+        return self._pairs
+
+    def fresh(self, partition: int, offset: int) -> bool:
+        """Whether the copy of input ``partition``/``offset`` is new (and mark it seen)."""
+        if offset <= self.watermarks.get(partition, -1):
+            self.duplicates += 1
+            return False
+        self.watermarks[partition] = offset
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "watermarks": {str(p): o for p, o in self.watermarks.items()},
+            "pairs": None if self._pairs is None else self._pairs.state(),
+            "duplicates": self.duplicates,
+        }
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Restore :meth:`state` (None: a checkpoint from before, or of a keyed topic)."""
+        self._pairs = None
+        if not state:
+            self.watermarks = {}
+            self.duplicates = 0
+            return
+        self.watermarks = {int(p): int(o) for p, o in state.get("watermarks", {}).items()}
+        if state.get("pairs"):
+            self.pairs.restore(state["pairs"])
+        self.duplicates = int(state.get("duplicates", 0))
