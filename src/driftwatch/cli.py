@@ -17,6 +17,9 @@ from driftwatch.errors import CheckpointError, ConfigError, DriftwatchError
 
 EXIT_CONFIG = 2
 EXIT_CHECKPOINT = 3
+#: At ``driftwatch demo``'s default log level these say only warnings: partition
+#: assignment, restores and a line per checkpoint (every 5 s), the estimator's calibration.
+DEMO_QUIET_LOGGERS = ("driftwatch.partitions", "driftwatch.monitor.estimated")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,7 +99,7 @@ def _summary(cfg: Config) -> str:
 
 
 def check_config(path: Path) -> int:
-    from driftwatch.app import build_monitor, webhook_targets
+    from driftwatch.app import build_monitor, ingest_token, webhook_targets
 
     try:
         cfg = load_config(path)
@@ -106,6 +109,7 @@ def check_config(path: Path) -> int:
         if problems:
             raise ConfigError(problems)
         webhook_targets(cfg)  # secrets, tokens: set and usable, as `run` requires
+        ingest_token(cfg)
         for m in cfg.models:
             build_monitor(m, cfg.kafka.label_topic is not None)
     except ConfigError as exc:
@@ -218,15 +222,25 @@ def produce_demo(bootstrap: str, topic: str, rate: float, drift_after: float) ->
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def configure_logging(command: str, level: str) -> None:
+    """The root logger at ``level`` (a name: ``INFO``...), the chatty libraries at WARNING."""
     logging.basicConfig(
-        level=getattr(logging, args.log_level),
+        level=getattr(logging, level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, getattr(logging, args.log_level)))
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, getattr(logging, level)))
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if command == "demo" and level == "INFO":
+        # the demo shows what a person follows (drift, alerts, webhooks, its status lines),
+        # not the bookkeeping an operator's log keeps; --log-level DEBUG shows everything
+        for name in DEMO_QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.command, args.log_level)
     if args.command == "check-config":
         return check_config(args.config)
     if args.command == "run":

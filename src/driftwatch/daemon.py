@@ -28,7 +28,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
@@ -36,11 +36,13 @@ from typing import Any
 
 import orjson
 from apscheduler.schedulers.background import BackgroundScheduler
+from kafka import KafkaProducer
 
-from driftwatch.app import build_pipeline, webhook_targets
+from driftwatch.app import build_pipeline, ingest_token, webhook_targets
 from driftwatch.checkpointer import Checkpointer
 from driftwatch.config import Config
 from driftwatch.errors import ConfigError, OutboxError
+from driftwatch.monitor.history import History, distributions, history_document
 from driftwatch.monitor.telemetry import TelemetrySnapshot
 from driftwatch.partitions import Partitions
 from driftwatch.reload import (
@@ -49,9 +51,16 @@ from driftwatch.reload import (
     plan_reload,
     reference_digests,
 )
+from driftwatch.repartition import ModelRouter, Repartitioner, ensure_topic, partition_count
 from driftwatch.sinks.http import HttpEndpoints
+from driftwatch.sinks.ingest import CloudEventsIngest
 from driftwatch.sinks.outbox import Outbox
-from driftwatch.sinks.prometheus import PrometheusExporter, ReloadCollector
+from driftwatch.sinks.prometheus import (
+    IngestCollector,
+    IngestSnapshot,
+    PrometheusExporter,
+    ReloadCollector,
+)
 from driftwatch.sinks.webhook import WebhookSender
 from driftwatch.sources.base import Consumer, RecordBatch
 from driftwatch.sources.clients import client_problems, make_consumer, producer_options
@@ -92,6 +101,7 @@ class Daemon:
         config.state.path.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state.path / "outbox.sqlite3")
         self.dead_letters: KafkaDeadLetters | None = None
+        self.repartitioner: Repartitioner | None = None
         self.sender: WebhookSender | None = None
         self.digests = reference_digests(config)  # before the references are read
         self.pipeline = build_pipeline(config, self.outbox, None, self._wake_sender)
@@ -101,8 +111,21 @@ class Daemon:
         self.exporter = PrometheusExporter(self._telemetry_snapshot, self.webhook_names)
         self.reload_status = ReloadStatus(success=True, last_success_at=time.time())
         self.exporter.registry.register(ReloadCollector(lambda: self.reload_status))
+        self.ingest: CloudEventsIngest | None = None
+        self.ingest_token = ingest_token(config)  # ConfigError (exit 2) if its env var is unset
+        self.exporter.registry.register(IngestCollector(self._ingest_snapshot))
+        #: the web page's recent evaluations per model (memory only, not checkpointed)
+        self.history = History()
         self.http = HttpEndpoints(
-            config.http.host, config.http.port, self.exporter.render, self.readiness, self.status
+            config.http.host,
+            config.http.port,
+            self.exporter.render,
+            self.readiness,
+            self.status,
+            history=lambda limit: history_document(self.history, self.pipeline, limit),
+            distributions=lambda: distributions(self.pipeline),
+            ingest=self._ingest_request if config.http.ingest else None,
+            ingest_max_bytes=config.http.ingest_max_bytes,
         )
         #: the consumer's assignment (poll thread only; shared with Partitions) ...
         self.assignment: set[tuple[str, int]] = set()
@@ -196,9 +219,15 @@ class Daemon:
     def evaluate(self) -> None:
         started = time.perf_counter()
         try:
-            self.pipeline.evaluate(time.time())
+            results = self.pipeline.evaluate(time.time())
         except Exception:  # a failing round must not kill the scheduler's job
             log.exception("evaluation failed")
+        else:
+            try:
+                self.history.record([evaluation for evaluation, _ in results])
+                self.history.retain(self.pipeline.monitors)
+            except Exception:  # the page's history must never cost an evaluation round
+                log.exception("recording the evaluations for the web page failed")
         finally:
             self.exporter.observe_evaluation(time.perf_counter() - started)
             self._refresh_pending()
@@ -233,7 +262,7 @@ class Daemon:
         cfg = self.config
         self.http.start()
         log.info(
-            "serving /metrics, /healthz, /readyz, /status on http://%s:%d",
+            "serving the page on http://%s:%d/ (and /metrics, /healthz, /readyz, /status)",
             cfg.http.host,
             self.http.port,
         )
@@ -248,10 +277,14 @@ class Daemon:
                 cfg.kafka.max_event_bytes,
             )
             self.pipeline.attach_dead_letters(self.dead_letters)
+        if cfg.kafka.repartitions:
+            self._start_repartitioner()
+        if cfg.http.ingest:
+            self._start_ingest()
         self.source = source = make_consumer(
             cfg.kafka,
             [
-                cfg.kafka.prediction_topic,
+                cfg.kafka.monitored_topic,
                 *([cfg.kafka.label_topic] if cfg.kafka.label_topic else []),
             ],
         )
@@ -296,15 +329,21 @@ class Daemon:
                 if clean:
                     checkpointer.final()
             finally:
-                source.close()
-                if self.dead_letters is not None:
-                    self.dead_letters.close()
-                for close in self._closers:
-                    close()
-                self.sender.stop()
-                self.http.stop()
-                self.outbox.close()
+                self._close(source)
         return 0
+
+    def _close(self, source: Consumer) -> None:
+        source.close()
+        if self.repartitioner is not None:
+            self.repartitioner.stop()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
+        for close in self._closers:
+            close()
+        if self.sender is not None:
+            self.sender.stop()
+        self.http.stop()
+        self.outbox.close()
 
     def _rebalanced(
         self, source: Consumer, partitions: Partitions, batch: list[RecordBatch]
@@ -365,6 +404,8 @@ class Daemon:
         self.targets = plan.targets
         if self.sender is not None:
             self.sender.targets = plan.targets
+        if self.repartitioner is not None:  # models added, removed or renamed services
+            self.repartitioner.router = ModelRouter(self.config.kafka, self._services())
         self.webhook_names.extend(n for n in plan.targets if n not in self.webhook_names)
         for name in restarted:
             log.info("model %s: %s changed: window restarted", name, plan.restart[name])
@@ -393,13 +434,82 @@ class Daemon:
             if (restarted or added or removed) and not self.checkpointer.now():
                 log.warning("the checkpoint after the reload is postponed to the next tick")
 
+    def _ingest_snapshot(self) -> IngestSnapshot:
+        kafka = self.config.kafka
+        owned = self.pipeline.owned
+        monitors = [
+            (n, m) for n, m in self.pipeline.monitors.items() if owned is None or n in owned
+        ]
+        cloudevents = kafka.format == "cloudevents"
+        r = self.repartitioner
+        return IngestSnapshot(
+            pairs_pending={n: m.front.pairs.pending for n, m in monitors} if cloudevents else None,
+            pairs_dropped=(
+                {n: dict(m.front.pairs.dropped) for n, m in monitors} if cloudevents else None
+            ),
+            copies_skipped={n: m.front.duplicates for n, m in monitors}
+            if kafka.repartitions
+            else None,
+            copied=None if r is None else (r.copied, r.unrouted, r.retries),
+            http=None
+            if self.ingest is None
+            else {**self.ingest.rejected, 202: self.ingest.accepted},
+        )
+
+    def _ingest_request(self, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        ingest = self.ingest
+        if ingest is None:  # starting: the producer is not there yet
+            return 503, b'{"error": "unavailable", "detail": "starting"}'
+        return ingest.handle(headers, body)
+
+    def _start_ingest(self) -> None:
+        """``POST /v1/cloudevents``: a producer whose every record waits for ``acks=all``."""
+        kafka = self.config.kafka
+        opts = {
+            k: v for k, v in producer_options(kafka).items() if k in KafkaProducer.DEFAULT_CONFIG
+        }
+        opts.update(acks="all", max_block_ms=5000, linger_ms=0)
+        opts["max_request_size"] = max(
+            int(opts.get("max_request_size", 0)), 2 * self.config.http.ingest_max_bytes + 65_536
+        )
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, **opts)
+        self._closers.append(lambda: producer.close(timeout=5))
+        self.ingest = CloudEventsIngest(
+            kafka.prediction_topic,
+            producer,
+            max_bytes=self.config.http.ingest_max_bytes,
+            token=self.ingest_token,
+            known=lambda service: service in self._services(),
+        )
+        log.info("accepting CloudEvents on POST /v1/cloudevents into %s", kafka.prediction_topic)
+
+    def _start_repartitioner(self) -> None:
+        """Records not keyed by model: copy them, keyed by model, into the topic this
+        replica monitors (``repartition``), which is created if missing."""
+        kafka = self.config.kafka
+        count = ensure_topic(kafka, partition_count(kafka))
+        log.info(
+            "%s is not keyed by model: re-keying it into %s (%d partitions)",
+            kafka.prediction_topic,
+            kafka.monitored_topic,
+            count,
+        )
+        self.repartitioner = Repartitioner(kafka, ModelRouter(kafka, self._services()))
+        self.repartitioner.start()
+
+    def _services(self) -> dict[str, str]:
+        """What names a record's model (inference service, or model name) -> the model."""
+        if self.config.kafka.format == "cloudevents":
+            return {m.inference_service or m.name: m.name for m in self.config.models}
+        return {m.name: m.name for m in self.config.models}
+
     def _partitions(self, source: Any) -> Partitions:
         cfg = self.config
         partitions = Partitions(
             self.pipeline,
             source,
             self._store(),
-            cfg.kafka.prediction_topic,
+            cfg.kafka.monitored_topic,
             cfg.kafka.label_topic,
             self.assignment,
         )

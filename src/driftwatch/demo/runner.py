@@ -88,8 +88,9 @@ def demo(duration: float | None, port: int, drift_after: float, rate: float) -> 
         config = parse_config(demo_config(workdir, broker.bootstrap, port, receiver.url), workdir)
         daemon = Daemon(config)
         base = f"http://{config.http.host}:{daemon.http.port}"
-        _say(f"driftwatch demo: broker {broker.bootstrap}, webhook receiver {receiver.url}")
+        _say(f"driftwatch demo: open {base}/ in a browser (the live page)")
         _say(f"  metrics: {base}/metrics   status: {base}/status   ready: {base}/readyz")
+        _say(f"  broker {broker.bootstrap}, webhook receiver {receiver.url}")
         _say(
             f"  {rate:g} events/s for model {synthetic.MODEL}; drift starts after {drift_after:g}s."
             " Watch:  curl -s " + base + "/metrics | grep driftwatch_feature_psi"
@@ -115,8 +116,10 @@ def demo(duration: float | None, port: int, drift_after: float, rate: float) -> 
                             for f in ev["features"]
                             if f["psi"] is not None
                         )
+                        firing = [r for r, on in model["alerts"].items() if on]
                         _say(
-                            f"[status] {name}: {ev['window']['events']} events in window; psi {psi}"
+                            f"[status] {name}: {ev['window']['events']} events in window; "
+                            f"psi {psi}; alerts firing: {', '.join(firing) or 'none'}"
                         )
 
         threading.Thread(target=report, daemon=True).start()

@@ -1,4 +1,11 @@
-"""The HTTP endpoints: /metrics, /healthz, /readyz, /status (stdlib server, own thread).
+"""The HTTP endpoints (stdlib server, own thread): ``/`` (the web page), ``/metrics``,
+``/healthz``, ``/readyz``, ``/status``, and the page's JSON, ``/api/history`` and
+``/api/distributions`` (documented in ``docs/page-api.md``).
+
+The page is one self-contained HTML file shipped with the package (``sinks/page/``: inline
+CSS and JavaScript, no external resource); it is served with ``Cache-Control: no-cache``
+and a Content-Security-Policy that allows only its own inline script and style (by their
+SHA-256) and requests to its own origin.
 
 Hardened against clients that hold connections: every socket read and write times out
 after ``request_timeout_seconds``, and a request line plus headers must arrive whole
@@ -6,25 +13,33 @@ within that time (a client trickling a byte at a time is cut off too). At most
 ``max_connections`` connections are handled at once; beyond that the oldest one still
 sending its request is dropped to make room, and when every connection is being answered
 the new one gets a quick 503. The request line and headers are capped at
-``MAX_REQUEST_HEAD_BYTES`` (431) and 100 header lines (the stdlib's limit, 431). Only GET
-and HEAD are served: any other method is answered 405.
+``MAX_REQUEST_HEAD_BYTES`` (431) and 100 header lines (the stdlib's limit, 431). GET and
+HEAD are served, and ``POST /v1/cloudevents`` when ingest is on (``sinks.ingest``): any
+other method is answered 405.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import io
 import logging
 import math
+import re
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
+
+from driftwatch.sinks.ingest import PATH as INGEST_PATH
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +53,47 @@ _BUSY = (
 )
 
 
+_NOT_FOUND = (
+    b"not found: try / (the page), /metrics, /healthz, /readyz, /status, /api/history,"
+    b" /api/distributions\n"
+)
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+_LIMIT = re.compile(r"[0-9]{1,6}")  # /api/history?limit=
+#: status, body, content type, extra headers
+_Answer = tuple[int, bytes, str, dict[str, str]]
+
+
 class _HeadTooLarge(Exception):
     pass
+
+
+def _inline_hashes(html: str, tag: str) -> list[str]:
+    """CSP sources (``'sha256-...'``) of the page's inline ``<tag>`` elements' contents."""
+    return [
+        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+        for body in re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+    ]
+
+
+def page_content_security_policy(html: str) -> str:
+    """The page's policy: its own inline script and style only, requests to its origin."""
+    scripts = " ".join(_inline_hashes(html, "script")) or "'none'"
+    styles = " ".join(_inline_hashes(html, "style")) or "'none'"
+    return (
+        f"default-src 'none'; script-src {scripts}; style-src {styles}; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def load_page() -> bytes:
+    """The web page, as shipped in the package (``driftwatch/sinks/page/index.html``)."""
+    return resources.files("driftwatch.sinks").joinpath("page", "index.html").read_bytes()
+
+
+def _dumps(doc: Any) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
 
 
 class _HeadReader(io.BufferedIOBase):
@@ -156,23 +210,51 @@ class HttpEndpoints:
         ready: Callable[[], tuple[bool, str]],
         status: Callable[[], dict[str, Any]],
         *,
+        history: Callable[[int | None], dict[str, Any]] | None = None,
+        distributions: Callable[[], dict[str, Any]] | None = None,
+        ingest: Callable[[Mapping[str, str], bytes], tuple[int, bytes]] | None = None,
+        ingest_max_bytes: int = 1_048_576,
         request_timeout_seconds: float = 10.0,
         max_connections: int = 64,
     ) -> None:
-        def route(path: str, accept: str | None) -> tuple[int, bytes, str]:
+        """``history(limit)``: the document of ``/api/history`` (the newest ``limit``
+        evaluations per model; None: all kept); ``distributions()``: that of
+        ``/api/distributions``. Without them those paths answer 404. ``ingest(headers,
+        body)``: the answer to ``POST /v1/cloudevents`` (``sinks.ingest``); without it, POST
+        is 405 like any other method. Its body must come with a ``Content-Length`` (411)
+        of at most ``ingest_max_bytes`` (413, judged before reading), whole within the
+        request timeout like the head."""
+        page = load_page()
+        page_headers = {
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": page_content_security_policy(page.decode()),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+        json_headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+
+        def route(path: str, query: str, accept: str | None) -> _Answer:
+            if path == "/":
+                return 200, page, "text/html; charset=utf-8", page_headers
             if path == "/metrics":
-                return 200, *metrics(accept)
+                return 200, *metrics(accept), {}
             if path == "/healthz":
-                return 200, b"ok\n", "text/plain; charset=utf-8"
+                return 200, b"ok\n", _TEXT, {}
             if path == "/readyz":
                 ok, why = ready()
-                return 200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8"
+                return 200 if ok else 503, (why + "\n").encode(), _TEXT, {}
             if path == "/status":
-                body = orjson.dumps(
-                    status(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
-                )
-                return 200, body, "application/json"
-            return 404, b"not found: try /metrics, /healthz, /readyz, /status\n", "text/plain"
+                return 200, _dumps(status()), _JSON, json_headers
+            if path == "/api/history" and history is not None:
+                values = parse_qs(query).get("limit", [])
+                limit = values[-1] if values else None
+                if limit is not None and not _LIMIT.fullmatch(limit):
+                    return 400, b"limit: expected a whole number of evaluations\n", _TEXT, {}
+                n = None if limit is None else int(limit)
+                return 200, _dumps(history(n)), _JSON, json_headers
+            if path == "/api/distributions" and distributions is not None:
+                return 200, _dumps(distributions()), _JSON, json_headers
+            return 404, _NOT_FOUND, _TEXT, {}
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "driftwatch"
@@ -206,6 +288,8 @@ class HttpEndpoints:
                     return False
                 if self.command in ("GET", "HEAD"):
                     return True
+                if self.command == "POST" and ingest is not None:
+                    return True
                 self._not_allowed()
                 return False  # answered here: no do_<METHOD> dispatch
 
@@ -215,15 +299,52 @@ class HttpEndpoints:
             def do_HEAD(self) -> None:
                 self._get(with_body=False)
 
+            def do_POST(self) -> None:
+                assert ingest is not None
+                path = self.path.partition("?")[0]
+                length = self.headers.get("Content-Length")
+                early: tuple[int, bytes] | None = None
+                if path != INGEST_PATH:
+                    early = 404, _NOT_FOUND
+                elif self.headers.get("Transfer-Encoding") is not None or length is None:
+                    early = 411, b'{"error": "length_required", "detail": "Content-Length"}'
+                elif not length.strip().isdigit():
+                    early = 400, b'{"error": "bad_request", "detail": "Content-Length"}'
+                elif int(length) > ingest_max_bytes:
+                    early = 413, b'{"error": "too_large", "detail": "body over the limit"}'
+                if early is not None:
+                    self.server.answering(self.connection)
+                    self.close_connection = True
+                    self._send(early[0], early[1], _JSON)
+                    self._linger()
+                    return
+                assert length is not None
+                body = self.rfile.read(int(length))  # within the request deadline
+                if len(body) < int(length):  # the client went away
+                    self.close_connection = True
+                    return
+                self.server.answering(self.connection)
+                try:
+                    code, answer = ingest(dict(self.headers.items()), body)
+                except Exception:
+                    log.exception("http: error serving POST %s", path)
+                    code, answer = 500, b'{"error": "internal_error"}'
+                extra = {}
+                if code == 503:
+                    extra["Retry-After"] = "1"
+                elif code == 401:
+                    extra["WWW-Authenticate"] = 'Bearer realm="driftwatch"'
+                self._send(code, answer, _JSON, True, extra)
+
             def _get(self, with_body: bool) -> None:
                 self.server.answering(self.connection)
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 try:
-                    code, body, ctype = route(path, self.headers.get("Accept"))
+                    code, body, ctype, headers = route(path, query, self.headers.get("Accept"))
                 except Exception:
                     log.exception("http: error serving %s", path)
-                    code, body, ctype = 500, b"internal error\n", "text/plain"
-                self._send(code, body, ctype, with_body)
+                    code, body, ctype, headers = 500, b"internal error\n", "text/plain", {}
+                self._send(code, body, ctype, with_body, headers)
 
             def _not_allowed(self) -> None:
                 self.server.answering(self.connection)
@@ -249,10 +370,19 @@ class HttpEndpoints:
                     while left > 0 and (chunk := self.connection.recv(min(left, 65536))):
                         left -= len(chunk)
 
-            def _send(self, code: int, body: bytes, ctype: str, with_body: bool = True) -> None:
+            def _send(
+                self,
+                code: int,
+                body: bytes,
+                ctype: str,
+                with_body: bool = True,
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 if with_body:
                     self.wfile.write(body)

@@ -1,8 +1,12 @@
-"""The HTTP endpoints under hostile clients: idle and trickling connections, floods,
-oversized heads and other methods (real sockets on 127.0.0.1)."""
+"""The HTTP endpoints: the page and its JSON; hostile clients (idle and trickling
+connections, floods, oversized heads, other methods). Real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import re
 import socket
 import threading
 import time
@@ -10,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from driftwatch.sinks.http import HttpEndpoints
+from driftwatch.sinks.http import HttpEndpoints, load_page, page_content_security_policy
 from tests.helpers import wait_for
 
 
@@ -172,3 +176,81 @@ def test_an_oversized_request_head_is_refused():
         many = b"".join(b"X-%d: 1\r\n" % i for i in range(150))
         answer = request(http, b"GET /healthz HTTP/1.0\r\n" + many + b"\r\n")
         assert status_line(answer).startswith(b"HTTP/1.0 431")
+
+
+def headers_of(answer: bytes) -> dict[str, str]:
+    head = answer.split(b"\r\n\r\n", 1)[0].decode()
+    return {k.lower(): v for k, _, v in (line.partition(": ") for line in head.split("\r\n")[1:])}
+
+
+def test_the_page_is_served_with_a_strict_policy_and_no_outside_resource():
+    page = load_page().decode()
+    with endpoints() as http:
+        answer = request(http, b"GET / HTTP/1.0\r\n\r\n")
+        head = request(http, b"HEAD /?x=1 HTTP/1.0\r\n\r\n")
+    assert status_line(answer) == b"HTTP/1.0 200 OK"
+    h = headers_of(answer)
+    assert h["content-type"] == "text/html; charset=utf-8"
+    assert h["cache-control"] == "no-cache" and h["x-content-type-options"] == "nosniff"
+    assert answer.split(b"\r\n\r\n", 1)[1] == page.encode()
+    assert status_line(head) == b"HTTP/1.0 200 OK" and head.endswith(b"\r\n\r\n")
+    assert headers_of(head)["content-length"] == str(len(page.encode()))
+    # the policy names the page's own script and style by hash, nothing inline beyond them
+    csp = dict(d.strip().split(" ", 1) for d in h["content-security-policy"].split(";"))
+    [script] = re.findall(r"<script>(.*?)</script>", page, flags=re.DOTALL)
+    [style] = re.findall(r"<style>(.*?)</style>", page, flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert csp["script-src"] == f"'sha256-{digest}'"
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert csp["style-src"] == f"'sha256-{digest}'"
+    assert csp["default-src"] == "'none'" and csp["connect-src"] == "'self'"
+    assert "unsafe" not in h["content-security-policy"]
+    # self-contained: one script and one style element, both inline; no URL but the SVG
+    # namespace; no inline handlers or style attributes (the policy would block them)
+    assert len(re.findall(r"<script\b", page)) == 1 and len(re.findall(r"<style\b", page)) == 1
+    assert re.findall(r"https?://[^\s\"']+", page) == ["http://www.w3.org/2000/svg"]
+    assert not re.search(r"<(link|img|iframe)\b|\son\w+=|\sstyle=|@import|url\(", page)
+    assert page_content_security_policy("<p>no script</p>").startswith(
+        "default-src 'none'; script-src 'none'; style-src 'none';"
+    )
+
+
+def test_history_and_distributions_are_json_under_stable_paths():
+    asked: list[int | None] = []
+
+    def history(limit: int | None) -> dict[str, Any]:
+        asked.append(limit)
+        return {"models": {"m": {"evaluations": [{"psi": 0.1234567891234}]}}}
+
+    with endpoints(history=history, distributions=lambda: {"models": {"m": {}}}) as http:
+        answer = request(http, b"GET /api/history HTTP/1.0\r\n\r\n")
+        assert status_line(answer) == b"HTTP/1.0 200 OK"
+        assert headers_of(answer)["content-type"] == "application/json"
+        body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+        assert body["models"]["m"]["evaluations"][0]["psi"] == 0.1234567891234  # unrounded
+        request(http, b"GET /api/history?limit=30 HTTP/1.0\r\n\r\n")
+        request(http, b"GET /api/history?x=1&limit=0 HTTP/1.0\r\n\r\n")
+        assert asked == [None, 30, 0]
+        for bad in (b"-1", b"abc", b"1e3", b"1234567", b"%C2%B2"):
+            answer = request(http, b"GET /api/history?limit=" + bad + b" HTTP/1.0\r\n\r\n")
+            assert status_line(answer) == b"HTTP/1.0 400 Bad Request", bad
+        assert asked == [None, 30, 0]
+        answer = request(http, b"GET /api/distributions HTTP/1.0\r\n\r\n")
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"models": {"m": {}}}
+        missing = request(http, b"GET /api/nope HTTP/1.0\r\n\r\n")
+        assert status_line(missing) == b"HTTP/1.0 404 Not Found"
+        assert b"/api/history" in missing and b"/ (the page)" in missing
+    with endpoints() as http:  # without the callables: not found, not a 500
+        answer = request(http, b"GET /api/history HTTP/1.0\r\n\r\n")
+        assert status_line(answer) == b"HTTP/1.0 404 Not Found"
+
+
+def test_a_failing_document_is_a_500_and_the_server_carries_on(caplog):
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    with endpoints(distributions=broken) as http:
+        answer = request(http, b"GET /api/distributions HTTP/1.0\r\n\r\n")
+        assert status_line(answer) == b"HTTP/1.0 500 Internal Server Error"
+        assert status_line(request(http, b"GET / HTTP/1.0\r\n\r\n")) == b"HTTP/1.0 200 OK"
+    assert "error serving /api/distributions" in caplog.text
