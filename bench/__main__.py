@@ -2,7 +2,7 @@
 
 python -m bench                 # all
 python -m bench ingest eval     # a subset: ingest, eval, memory, labels, checkpoint, hotpath,
-                                #   detect, cbpe
+                                #   detect, cbpe, payloads
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import cbpe, checkpoint, detect, evaluation, hotpath, ingest, labels, memory
+from bench import cbpe, checkpoint, detect, evaluation, hotpath, ingest, labels, memory, payloads
 
 SUITES = {
     "ingest": ingest.run,
@@ -21,6 +21,7 @@ SUITES = {
     "hotpath": hotpath.run,
     "detect": detect.run,
     "cbpe": cbpe.run,
+    "payloads": payloads.run,
 }
 
 
