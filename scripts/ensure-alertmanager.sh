@@ -1,22 +1,45 @@
 #!/usr/bin/env bash
 # The tests check config/alertmanager/alertmanager.yml with amtool and run a real
-# Alertmanager behind Prometheus (tests/integration/test_alert_chain.py). Both come in the
-# Debian package "prometheus-alertmanager", whose server binary is
-# /usr/bin/prometheus-alertmanager (upstream calls it "alertmanager"). Install it when
-# missing; the package's service is not started by this script.
+# Alertmanager (tests/unit/test_alertmanager_config.py, and behind Prometheus in
+# tests/integration/test_alert_chain.py). Both come in the Debian package
+# "prometheus-alertmanager", whose server binary is /usr/bin/prometheus-alertmanager
+# (upstream calls it "alertmanager"). Install it when missing, as root or with sudo; the
+# package's service is not started by this script.
 set -euo pipefail
 have_server() { command -v alertmanager >/dev/null 2>&1 || command -v prometheus-alertmanager >/dev/null 2>&1; }
-command -v amtool >/dev/null 2>&1 && have_server && exit 0
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if command -v apt-get >/dev/null 2>&1; then
-  echo "installing amtool and alertmanager (Debian package prometheus-alertmanager)..." >&2
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    prometheus-alertmanager >/dev/null
-fi
-command -v amtool >/dev/null 2>&1 && have_server || {
-  echo "amtool/alertmanager not found and could not be installed: install the" \
+have() { command -v amtool >/dev/null 2>&1 && have_server; }
+have && exit 0
+me="$(basename "$0")"
+# apt_install PACKAGE: install a Debian package as root or with sudo; on failure say why
+# and return 1 (the check below then says what to install).
+apt_install() {
+  local sudo=""
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "$me: no apt-get here: cannot install the Debian package '$1' myself" >&2
+    return 1
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "$me: not root and no sudo: cannot install '$1'; as root run:" \
+        "apt-get update && apt-get install --no-install-recommends $1" >&2
+      return 1
+    fi
+    sudo="sudo"
+  fi
+  echo "$me: installing the Debian package '$1'..." >&2
+  if ! $sudo apt-get update -qq >/dev/null; then
+    echo "$me: 'apt-get update' failed (see above: network, proxy, or apt sources?)" >&2
+    return 1
+  fi
+  if ! $sudo env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "$1" >/dev/null; then
+    echo "$me: 'apt-get install $1' failed (see above)" >&2
+    return 1
+  fi
+}
+apt_install prometheus-alertmanager || true
+have || {
+  echo "$me: amtool/alertmanager not found and could not be installed: install the" \
     "'prometheus-alertmanager' package (or upstream alertmanager) so both are on PATH" >&2
   exit 1
 }

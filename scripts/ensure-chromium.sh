@@ -1,16 +1,40 @@
 #!/usr/bin/env bash
 # tests/integration/test_page.py loads the daemon's web page in a headless browser: Debian's
-# "chromium" package. Install it when missing.
+# "chromium" package. Install it when missing, as root or with sudo.
 set -euo pipefail
-command -v chromium >/dev/null 2>&1 && exit 0
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if command -v apt-get >/dev/null 2>&1; then
-  echo "installing chromium (Debian package chromium)..." >&2
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
-command -v chromium >/dev/null 2>&1 || {
-  echo "chromium not found and could not be installed: install the 'chromium' package" >&2
+have() { command -v chromium >/dev/null 2>&1; }
+have && exit 0
+me="$(basename "$0")"
+# apt_install PACKAGE: install a Debian package as root or with sudo; on failure say why
+# and return 1 (the check below then says what to install).
+apt_install() {
+  local sudo=""
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "$me: no apt-get here: cannot install the Debian package '$1' myself" >&2
+    return 1
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "$me: not root and no sudo: cannot install '$1'; as root run:" \
+        "apt-get update && apt-get install --no-install-recommends $1" >&2
+      return 1
+    fi
+    sudo="sudo"
+  fi
+  echo "$me: installing the Debian package '$1'..." >&2
+  if ! $sudo apt-get update -qq >/dev/null; then
+    echo "$me: 'apt-get update' failed (see above: network, proxy, or apt sources?)" >&2
+    return 1
+  fi
+  if ! $sudo env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "$1" >/dev/null; then
+    echo "$me: 'apt-get install $1' failed (see above)" >&2
+    return 1
+  fi
+}
+apt_install chromium || true
+have || {
+  echo "$me: chromium not found and could not be installed: install the 'chromium'" \
+    "package so 'chromium' is on PATH" >&2
   exit 1
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/unit/test_k8s_kit.py renders deploy/kubernetes with `kubectl kustomize`, whose
 # overlays use kustomize Components (kubectl >= 1.21). Install Debian's kubernetes-client
-# when kubectl is missing, then check that this kubectl can build a Component: Debian 12's
+# when kubectl is missing (as root or with sudo), then check that this kubectl can build a Component: Debian 12's
 # package is kubectl 1.20 (kustomize v2), which cannot, and then this script says so.
 set -euo pipefail
 can_build_components() {
@@ -16,22 +16,42 @@ can_build_components() {
   rm -rf "$dir"
   return $ok
 }
-if ! command -v kubectl >/dev/null 2>&1; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  if command -v apt-get >/dev/null 2>&1; then
-    echo "installing kubectl (Debian package kubernetes-client)..." >&2
-    $SUDO apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-      kubernetes-client >/dev/null
+me="$(basename "$0")"
+# apt_install PACKAGE: install a Debian package as root or with sudo; on failure say why
+# and return 1 (the check below then says what to install).
+apt_install() {
+  local sudo=""
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "$me: no apt-get here: cannot install the Debian package '$1' myself" >&2
+    return 1
   fi
-fi
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "$me: not root and no sudo: cannot install '$1'; as root run:" \
+        "apt-get update && apt-get install --no-install-recommends $1" >&2
+      return 1
+    fi
+    sudo="sudo"
+  fi
+  echo "$me: installing the Debian package '$1'..." >&2
+  if ! $sudo apt-get update -qq >/dev/null; then
+    echo "$me: 'apt-get update' failed (see above: network, proxy, or apt sources?)" >&2
+    return 1
+  fi
+  if ! $sudo env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "$1" >/dev/null; then
+    echo "$me: 'apt-get install $1' failed (see above)" >&2
+    return 1
+  fi
+}
+command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client || true
 command -v kubectl >/dev/null 2>&1 || {
-  echo "kubectl not found and could not be installed: install kubectl >= 1.21" >&2
+  echo "$me: kubectl not found and could not be installed: install kubectl >= 1.21" \
+    "(Debian's 'kubernetes-client' package, or Kubernetes' own packages)" >&2
   exit 1
 }
 can_build_components || {
-  echo "$(command -v kubectl) ($(kubectl version --client 2>/dev/null | head -1)) cannot" \
+  echo "$me: $(command -v kubectl) ($(kubectl version --client 2>/dev/null | head -1)) cannot" \
     "build kustomize Components: install kubectl >= 1.21 (Kubernetes' own packages)" >&2
   exit 1
 }

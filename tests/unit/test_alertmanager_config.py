@@ -1,15 +1,24 @@
 """The example Alertmanager config, checked with the real amtool: it loads, every shipped
-alert is routed by its severity, and the inhibit rules name alerts that exist."""
+alert is routed by its severity, and the inhibit rules name alerts that exist; and in a
+real Alertmanager: the inhibit rules stay within one cluster."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from driftwatch.demo.broker import free_port
+from tests.helpers import http_get, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config/alertmanager/alertmanager.yml"
@@ -102,7 +111,10 @@ def test_inhibit_rules_name_shipped_alerts():
         tgt = target.split("=", 1)[1].strip('"')
         assert {src, tgt} <= names, rule
         by_target[tgt] = (src, rule.get("equal", []))
-    assert by_target["DriftwatchFeatureDrift"] == ("DriftwatchDatasetDrift", ["model"])
+    assert by_target["DriftwatchFeatureDrift"] == ("DriftwatchDatasetDrift", ["model", "cluster"])
+    # one cluster's DriftwatchDown must not mute another's DriftwatchAbsent in a shared
+    # Alertmanager (checked against the real one below)
+    assert by_target["DriftwatchAbsent"] == ("DriftwatchDown", ["cluster"])
     # the source of the feature-drift inhibition is never itself inhibited (no silent loop)
     assert "DriftwatchDatasetDrift" not in by_target
 
@@ -113,3 +125,110 @@ def test_receivers_are_webhooks_with_resolved_notifications():
     for name in RECEIVER.values():
         [hook] = receivers[name]["webhook_configs"]
         assert hook["url"].startswith("http") and hook["send_resolved"] is True
+
+
+# -- the inhibit rules in a real Alertmanager ---------------------------------------------
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The example config in a real, private Alertmanager; its base URL."""
+    exe = shutil.which("alertmanager") or shutil.which("prometheus-alertmanager")
+    assert exe, "alertmanager is missing: run scripts/ensure-alertmanager.sh"
+    tmp = tmp_path_factory.mktemp("am")
+    port = free_port()
+    log = (tmp / "alertmanager.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            exe,
+            f"--config.file={CONFIG}",
+            f"--storage.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # no gossip port: a single, private instance
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: proc.poll() is None and http_get(base + "/-/ready")[0] == 200,
+            30,
+            what=f"alertmanager ready (log {tmp / 'alertmanager.log'})",
+        )
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def post_alerts(base: str, *label_sets: dict[str, str]) -> None:
+    now = datetime.now(UTC)
+    body = [
+        {
+            "labels": labels,
+            "startsAt": now.isoformat(),
+            "endsAt": (now + timedelta(hours=1)).isoformat(),
+        }
+        for labels in label_sets
+    ]
+    req = urllib.request.Request(
+        base + "/api/v2/alerts",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+def state(base: str, **labels: str) -> str:
+    """The Alertmanager state of the one alert with exactly these labels."""
+    flt = "&".join("filter=" + urllib.parse.quote(f'{k}="{v}"') for k, v in sorted(labels.items()))
+    code, body = http_get(f"{base}/api/v2/alerts?{flt}")
+    assert code == 200, body
+    [alert] = [a for a in json.loads(body) if a["labels"] == labels]
+    return str(alert["status"]["state"])
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ({"alertname": "DriftwatchDown", "instance": "a:9108"}, {"alertname": "DriftwatchAbsent"}),
+        (
+            {"alertname": "DriftwatchDatasetDrift", "model": "m"},
+            {"alertname": "DriftwatchFeatureDrift", "model": "m"},
+        ),
+    ],
+    ids=["down-absent", "dataset-feature"],
+)
+def test_inhibition_stays_within_a_cluster(alertmanager, source, target):
+    """A source alert mutes the target of its own cluster, not another cluster's; alerts
+    with no cluster label on either side still match (a missing label equals "")."""
+    kind = source["alertname"]
+    post_alerts(
+        alertmanager,
+        {**source, "severity": "critical", "cluster": f"{kind}-a"},
+        {**target, "severity": "warning", "cluster": f"{kind}-a"},
+        {**target, "severity": "warning", "cluster": f"{kind}-b"},
+        # one Prometheus without external labels: neither side has `cluster`
+        {**source, "severity": "critical", "test": kind},
+        {**target, "severity": "warning", "test": kind},
+    )
+    wait_for(
+        lambda: (
+            state(alertmanager, **target, severity="warning", cluster=f"{kind}-a") == "suppressed"
+        ),
+        10,
+        what=f"{target['alertname']} of cluster a inhibited",
+    )
+    # the source that muted cluster a is known to the inhibitor by now: b stays active
+    assert state(alertmanager, **target, severity="warning", cluster=f"{kind}-b") == "active"
+    wait_for(
+        lambda: state(alertmanager, **target, severity="warning", test=kind) == "suppressed",
+        10,
+        what=f"{target['alertname']} without a cluster label inhibited",
+    )

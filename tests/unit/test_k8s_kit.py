@@ -270,3 +270,43 @@ def test_network_policy_matches_the_pods_and_the_config():
         assert (port, "TCP") in egress_ports, hook.url
     text = (KIT / "components/network-policy/networkpolicy.yaml").read_text()
     assert text.count("PLACEHOLDER") >= 4
+
+
+def commented_egress_examples() -> list[dict[str, Any]]:
+    """The egress rules networkpolicy.yaml offers in comments (NodeLocal DNSCache,
+    OpenShift DNS, webhooks and Kafka outside the cluster), uncommented."""
+    lines = (KIT / "components/network-policy/networkpolicy.yaml").read_text().splitlines()
+    examples, block = [], None
+    for text in [*lines, ""]:
+        if text == "    # - to:":
+            block = [text]
+        elif block is not None and text.startswith("    #  "):
+            block.append(text)
+        elif block is not None:
+            [rule] = yaml.safe_load("\n".join(t.replace("    # ", "", 1) for t in block))
+            examples.append(rule)
+            block = None
+    return examples
+
+
+def test_network_policy_commented_alternatives_are_valid_rules():
+    """Uncommenting an alternative yields a valid policy: the examples cannot rot."""
+    examples = commented_egress_examples()
+    assert len(examples) == 4
+    [pol] = by_kind(render(PRODUCTION), "NetworkPolicy")
+    for rule in examples:
+        doc = json.loads(json.dumps(pol))
+        doc["spec"]["egress"].append(rule)
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+    cidrs = {b["ipBlock"]["cidr"] for r in examples for b in r["to"] if "ipBlock" in b}
+    assert "169.254.20.10/32" in cidrs  # NodeLocal DNSCache
+    namespaces = {
+        b["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for r in examples
+        for b in r["to"]
+        if "namespaceSelector" in b
+    }
+    assert namespaces == {"openshift-dns"}
+    ports = {(p["port"], p["protocol"]) for r in examples for p in r["ports"]}
+    assert {(53, "UDP"), (53, "TCP"), (5353, "UDP"), (5353, "TCP"), (443, "TCP")} <= ports

@@ -15,6 +15,7 @@ import yaml
 
 from driftwatch.cli import _parser
 from driftwatch.config import parse_config
+from driftwatch.monitor.results import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 METRIC = re.compile(r"\b(driftwatch_[a-z_]+|up)\b")
@@ -65,6 +66,38 @@ def test_every_alert_has_summary_description_and_a_readme_runbook():
         anchor = ann["runbook_url"].split("#")[1]
         assert anchor == f"runbook-{rule['alert'].lower()}"
         assert anchor in anchors, f"README has no runbook for {rule['alert']}"
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load((ROOT / "config/prometheus/alerts.yml").read_text())
+    return [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_every_driftwatch_rule_has_an_alert():
+    """Each rule the daemon decides (driftwatch_alert_active{rule=...}) is alerted on."""
+    for name in RULES:
+        selector = re.compile(r"driftwatch_alert_active\{[^}]*\brule=\"" + re.escape(name) + r"\"")
+        alerting = [r["alert"] for r in alert_rules() if selector.search(r["expr"])]
+        assert alerting, f"no alert in config/prometheus/alerts.yml for rule {name!r}"
+    # and no alert names a rule the daemon does not have
+    for rule in alert_rules():
+        for name in re.findall(r'\brule="([^"]*)"', rule["expr"]):
+            assert name in RULES, f"{rule['alert']} names unknown rule {name!r}"
+
+
+def readme_alert_table() -> dict[str, str]:
+    """The README's alert table under "### Alerts": alert name -> severity."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n### Alerts\n", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| (Driftwatch\w+) \| (\w+) \| .+ \|$", section, re.M)
+    assert rows, "no alert table under ### Alerts"
+    return dict(rows)
+
+
+def test_readme_alert_table_lists_every_alert_with_its_severity():
+    table = readme_alert_table()
+    shipped = {r["alert"]: r["labels"]["severity"] for r in alert_rules()}
+    assert table == shipped
 
 
 # -- Grafana -------------------------------------------------------------------------------
@@ -273,3 +306,47 @@ def test_kubernetes_manifests_cross_check():
     assert pod["spec"]["securityContext"]["runAsUser"] == 10001  # the image's user
     assert pod["spec"]["terminationGracePeriodSeconds"] >= 30
     assert container["args"][:1] == ["run"]
+
+
+# -- scripts/ensure-*.sh ------------------------------------------------------------------
+ENSURE = ("promtool", "alertmanager", "kubectl", "chromium")
+
+
+def fake_path(tmp_path: Path, uid: int, apt_get: str | None) -> str:
+    """A PATH with the scripts' plain utilities, an `id` reporting uid, no sudo, none of
+    the tools, and optionally a fake apt-get (a shell script body)."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for name in ("bash", "env", "basename", "dirname", "mktemp", "rm", "mkdir", "grep", "head"):
+        real = shutil.which(name)
+        assert real, name
+        (bin_ / name).symlink_to(real)
+    scripts = {"id": f"echo {uid}", "apt-get": apt_get}
+    for name, body in scripts.items():
+        if body is not None:
+            (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
+            (bin_ / name).chmod(0o755)
+    return str(bin_)
+
+
+def test_ensure_scripts_explain_a_missing_sudo(tmp_path):
+    """Not root and no sudo: each script says what to install and exits 1 (not 127), and
+    ensure-tools.sh runs them all and names every missing tool."""
+    path = fake_path(tmp_path, 1000, "exit 0")
+    for tool in ENSURE:
+        res = run(str(ROOT / f"scripts/ensure-{tool}.sh"), env={"PATH": path})
+        assert res.returncode == 1, (tool, res.stderr)
+        assert "no sudo" in res.stderr and "apt-get install" in res.stderr, res.stderr
+        assert "command not found" not in res.stderr
+    res = run(str(ROOT / "scripts/ensure-tools.sh"), env={"PATH": path})
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert "still missing" in last and all(tool in last for tool in ENSURE), last
+
+
+def test_ensure_scripts_report_a_failed_apt_get_update(tmp_path):
+    path = fake_path(tmp_path, 0, '[ "$1" = update ] && { echo "E: no network" >&2; exit 100; }')
+    res = run(str(ROOT / "scripts/ensure-promtool.sh"), env={"PATH": path})
+    assert res.returncode == 1
+    assert "'apt-get update' failed" in res.stderr and "E: no network" in res.stderr
+    assert "install the 'prometheus' package" in res.stderr
