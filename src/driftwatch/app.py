@@ -135,7 +135,7 @@ def build_monitor(
         versions=version_rule,
         estimated=estimated_rule,
         pair_ttl_seconds=kafka.pair_ttl_seconds if kafka else 600.0,
-        pair_max_pending=kafka.pair_max_pending if kafka else 100_000,
+        pair_max_pending=kafka.pair_max_pending if kafka else 20_000,
     )
     return ModelMonitor(spec, profile, layout, segments, reference_perf if p else {}, estimator)
 

@@ -75,7 +75,7 @@ class KafkaConfig(_Strict):
     #: ``format: cloudevents``: how long a request (or response) waits for its other half,
     #: and at most how many wait per model (the oldest is dropped first, counted).
     pair_ttl_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
-    pair_max_pending: int = Field(default=100_000, ge=1)
+    pair_max_pending: int = Field(default=20_000, ge=1)
 
     @property
     def repartitions(self) -> bool:
@@ -102,7 +102,7 @@ class HttpConfig(_Strict):
     #: (unset: no token is asked for).
     ingest_token_env: str | None = Field(default=None, min_length=1)
     #: Largest request body ``POST /v1/cloudevents`` accepts (413 beyond).
-    ingest_max_bytes: int = Field(default=1_048_576, gt=0)
+    ingest_max_bytes: int = Field(default=1_000_000, gt=0)
 
 
 class StateConfig(_Strict):
@@ -394,6 +394,12 @@ class Config(_Strict):
         problems += _kafka_problems(self.kafka)
         if self.http.ingest and self.kafka.format != "cloudevents":
             problems.append("http.ingest: needs kafka.format cloudevents")
+        if self.http.ingest and self.http.ingest_max_bytes > self.kafka.max_event_bytes:
+            problems.append(
+                f"http.ingest_max_bytes: {self.http.ingest_max_bytes} is more than "
+                f"kafka.max_event_bytes ({self.kafka.max_event_bytes}): such an event would "
+                "be accepted, then refused as too_large"
+            )
         for i, m in enumerate(self.models):
             if (
                 m.performance is not None

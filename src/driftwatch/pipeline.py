@@ -41,7 +41,13 @@ from driftwatch.detectors.policy import AlertPolicy, Edge, RuleState
 from driftwatch.errors import InvalidEvent
 from driftwatch.events.columns import PredictionColumns, decode_batch
 from driftwatch.events.decode import Decoder
-from driftwatch.events.payloads import half_of, joined_events, parse_cloudevent, source_of
+from driftwatch.events.payloads import (
+    half_of,
+    joined_events,
+    parse_cloudevent,
+    source_of,
+    too_large,
+)
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.model import ModelMonitor, evaluate_snapshot
 from driftwatch.monitor.notify import Notification, notification
@@ -299,6 +305,7 @@ class Pipeline:
         """``batch`` without the copies applied before (see ``repartition``)."""
         assert batch.headers is not None
         keep: list[int] = []
+        stubs: list[tuple[int, int]] = []
         with self._lock:
             for i, headers in enumerate(batch.headers):
                 src = source_of(headers)
@@ -306,8 +313,15 @@ class Pipeline:
                 monitor = None
                 if src is not None and key:
                     monitor = self.monitors.get(key.decode("utf-8", "replace"))
-                if monitor is None or monitor.front.fresh(*src):  # type: ignore[misc]
+                if monitor is not None and not monitor.front.fresh(*src):  # type: ignore[misc]
+                    continue
+                size = too_large(headers)
+                if size is not None:  # a record too large to copy, copied as a stub
+                    stubs.append((i, size))
+                else:
                     keep.append(i)
+        for i, size in stubs:
+            self._invalid(batch.record(i), "too_large", f"{size} bytes (re-keyed as a stub)")
         if len(keep) == len(batch):
             return batch
         return RecordBatch(

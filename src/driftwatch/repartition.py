@@ -40,12 +40,13 @@ from typing import Any
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from driftwatch.config import KafkaConfig
 from driftwatch.events.cloudevents import model_of
-from driftwatch.events.payloads import SOURCE_HEADER
+from driftwatch.events.payloads import SOURCE_HEADER, TOO_LARGE_HEADER
+from driftwatch.faults import point as fault_point
 from driftwatch.sources.base import Headers
 from driftwatch.sources.kafka import _split, consumer_defaults
 
@@ -85,7 +86,9 @@ def ensure_topic(kafka: KafkaConfig, partitions: int) -> int:
     )
     try:
         with contextlib.suppress(TopicAlreadyExistsError):
-            admin.create_topics([NewTopic(kafka.monitored_topic, partitions, 1)])
+            # replication factor -1: the broker's default.replication.factor (KIP-464), as
+            # for any topic an operator creates without saying: never a lone copy by us
+            admin.create_topics([NewTopic(kafka.monitored_topic, partitions, -1)])
         for _ in range(100):
             meta = admin.describe_topics([kafka.monitored_topic])
             parts = meta[0].get("partitions") if meta else None
@@ -103,9 +106,10 @@ def _producer_options(kafka: KafkaConfig) -> dict[str, Any]:
     return producer_options(kafka)
 
 
-def partition_count(kafka: KafkaConfig, timeout: float = 30.0) -> int:
+def partition_count(kafka: KafkaConfig, stop: threading.Event | None = None) -> int:
     """How many partitions the re-keyed topic should have: the label topic's (so labels
-    are co-partitioned), else ``repartition_partitions``, else the input topic's."""
+    are co-partitioned), else ``repartition_partitions``, else the input topic's. Waits
+    (logging every 30 s) until one of those topics exists, or ``stop`` is set (then 1)."""
     if kafka.repartition_partitions is not None:
         return kafka.repartition_partitions
     consumer = KafkaConsumer(
@@ -113,17 +117,22 @@ def partition_count(kafka: KafkaConfig, timeout: float = 30.0) -> int:
         **_split(_producer_options(kafka), KafkaConsumer.DEFAULT_CONFIG),
     )
     try:
-        deadline = time.monotonic() + timeout
-        while True:
+        waited = 0.0
+        while stop is None or not stop.is_set():
             for topic in (kafka.label_topic, kafka.prediction_topic):
-                if topic is None:
-                    continue
-                parts = consumer.partitions_for_topic(topic)
+                parts = None if topic is None else consumer.partitions_for_topic(topic)
                 if parts:
                     return len(parts)
-            if time.monotonic() > deadline:
-                return 1
-            time.sleep(0.2)
+            if waited and waited % 30 < 0.5:
+                log.warning(
+                    "waiting for topic %s or %s to exist before creating %s",
+                    kafka.label_topic,
+                    kafka.prediction_topic,
+                    kafka.monitored_topic,
+                )
+            time.sleep(0.5)
+            waited += 0.5
+        return 1
     finally:
         consumer.close()
 
@@ -144,6 +153,7 @@ class Repartitioner:
         self.retries = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failed_for_good = False
         # kafka-python whatever ``kafka.library`` is (with confluent, its connection options
         # translated, as for the other producers): this stage moves bytes, it decodes nothing
         opts = {
@@ -157,16 +167,23 @@ class Repartitioner:
             max_poll_records=2000,
             **opts,
         )
+        self._producer = self._new_producer()
+        self._consumer.subscribe([kafka.prediction_topic])
+
+    def _new_producer(self) -> KafkaProducer:
+        kafka = self.kafka
         popts = _split(_producer_options(kafka), KafkaProducer.DEFAULT_CONFIG)
         popts["acks"] = "all"
         popts["max_in_flight_requests_per_connection"] = 1  # keep each partition's order
+        # a batch must never expire while a later one to the same partition succeeds: that
+        # gap would pass the downstream offset check (copies of it would be skipped)
+        popts["delivery_timeout_ms"] = 2**31 - 1
         popts.setdefault("linger_ms", 5)
         popts.setdefault("max_block_ms", 5000)
         popts["max_request_size"] = max(
             int(popts.get("max_request_size", 0)), 1_048_576, 2 * kafka.max_event_bytes + 65_536
         )
-        self._producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, **popts)
-        self._consumer.subscribe([kafka.prediction_topic])
+        return KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, **popts)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="driftwatch-repartition")
@@ -177,6 +194,9 @@ class Repartitioner:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():  # stuck on a dead broker: the process exits anyway
+                log.warning("repartition: the copier did not stop in %.0f s", timeout)
+                return
         with contextlib.suppress(Exception):
             self._consumer.close(autocommit=False)
         with contextlib.suppress(Exception):
@@ -191,12 +211,8 @@ class Repartitioner:
         while not self._stop.is_set():
             try:
                 fetched = self._consumer.poll(timeout_ms=500)
-            except KafkaError as exc:
+            except Exception as exc:
                 log.warning("repartition: poll failed: %s", exc)
-                self._stop.wait(1.0)
-                continue
-            except Exception:
-                log.exception("repartition: poll failed")
                 self._stop.wait(1.0)
                 continue
             if not fetched:
@@ -204,9 +220,11 @@ class Repartitioner:
             if self.copy(fetched):
                 failures = 0
                 continue
-            # not all acknowledged: copy again from the first record of this poll (the
-            # monitoring stage skips the copies it already applied)
+            # not all acknowledged: once the producer has nothing left in flight (its
+            # batches never expire, so what it holds lands in order), copy again from the
+            # first record of this poll; the monitoring stage skips the copies it applied
             self.retries += 1
+            self._drain()
             for tp, records in fetched.items():
                 if records:
                     with contextlib.suppress(Exception):
@@ -214,42 +232,71 @@ class Repartitioner:
             self._stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
             failures += 1
 
+    def _drain(self) -> None:
+        """Wait until the producer holds nothing (or stop is asked); a producer that failed
+        a batch for good is replaced, so nothing sent after the retry can overtake it."""
+        while not self._stop.is_set():
+            try:
+                self._producer.flush(timeout=5)
+                break
+            except Exception:
+                continue
+        if self._failed_for_good:
+            self._failed_for_good = False
+            with contextlib.suppress(Exception):
+                self._producer.close(timeout=0)
+            self._producer = self._new_producer()
+
+    def _send(self, model: str | None, value: bytes | None, headers: list[Any]) -> Any:
+        if model is None:
+            return self._producer.send(self.topic, value=value, headers=headers, partition=0)
+        return self._producer.send(self.topic, key=model.encode(), value=value, headers=headers)
+
     def copy(self, fetched: Mapping[TopicPartition, Sequence[Any]]) -> bool:
-        """Copy one poll's records; commit their offsets once all are acknowledged."""
+        """Copy one poll's records; commit their offsets once all are acknowledged.
+
+        A record larger than ``kafka.max_event_bytes`` (value and headers), or one the
+        producer refuses as too large, is copied as a stub: header ``dw-too-large`` (its
+        size) and the first KiB of its value, which the monitoring stage counts and
+        dead-letters as ``too_large``; so no record can wedge the copying."""
         futures = []
         limit = self.kafka.max_event_bytes
         unrouted = 0
         try:
             for tp, records in fetched.items():
                 for r in records:
-                    headers = list(r.headers or ())
-                    model = self.router(headers, r.value)
+                    src = (SOURCE_HEADER, f"{tp.partition}:{r.offset}".encode())
+                    headers = [
+                        (str(k), bytes(v or b""))
+                        for k, v in (r.headers or ())
+                        if k not in (SOURCE_HEADER, TOO_LARGE_HEADER)
+                    ]
                     value = r.value
-                    if value is not None and len(value) > limit:
-                        value = value[: limit + 1]  # still too large downstream: judged there
-                    headers = [h for h in headers if h[0] != SOURCE_HEADER]
-                    headers.append((SOURCE_HEADER, f"{tp.partition}:{r.offset}".encode()))
-                    if model is None:
-                        unrouted += 1
-                        fut = self._producer.send(
-                            self.topic, value=value, headers=headers, partition=0
-                        )
-                    else:
-                        fut = self._producer.send(
-                            self.topic, key=model.encode(), value=value, headers=headers
-                        )
-                    futures.append(fut)
+                    size = len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+                    model = None if size > limit else self.router(headers, value)
+                    unrouted += model is None
+                    if size > limit:
+                        futures.append(self._send(None, *_stub(value, size, src)))
+                        continue
+                    try:
+                        futures.append(self._send(model, value, [*headers, src]))
+                    except MessageSizeTooLargeError:
+                        futures.append(self._send(None, *_stub(value, size, src)))
             self._producer.flush(timeout=30)
             for fut in futures:
                 fut.get(timeout=0)
         except Exception as exc:
+            self._failed_for_good = isinstance(exc, KafkaError) and not getattr(
+                exc, "retriable", False
+            )
             log.warning(
                 "repartition: copying %d record(s) to %s failed (will copy them again): %s",
-                len(futures),
+                sum(len(r) for r in fetched.values()),
                 self.topic,
                 exc,
             )
             return False
+        fault_point("repartition.before_commit")
         self.copied += len(futures)
         self.unrouted += unrouted
         offsets = {
@@ -262,3 +309,7 @@ class Repartitioner:
         except Exception as exc:  # harmless: the next commit covers it; copies are skipped
             log.warning("repartition: offset commit failed: %s", exc)
         return True
+
+
+def _stub(value: bytes | None, size: int, src: tuple[str, bytes]) -> tuple[bytes, list[Any]]:
+    return (value or b"")[:1024], [(TOO_LARGE_HEADER, str(size).encode()), src]

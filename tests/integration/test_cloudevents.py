@@ -160,6 +160,7 @@ def test_kserve_v1_and_v2_unkeyed_on_three_partitions_counted_exactly_then_drift
     create_topic(broker, topic, partitions=3)
     with WebhookServer() as hook:
         cfg = ce_config(broker, tmp_path, topic, webhooks={"retrain": {"url": hook.url}})
+        cfg["kafka"]["max_event_bytes"] = 20_000
         cfg["models"][0]["webhooks"] = ["retrain"]
         d = DaemonProcess(cfg, tmp_path).start()
         daemons.append(d)
@@ -174,6 +175,8 @@ def test_kserve_v1_and_v2_unkeyed_on_three_partitions_counted_exactly_then_drift
             ([("ce_specversion", b"1.0"), ("ce_id", b"z"), ("ce_source", b"s"),
               ("ce_type", REQUEST.encode()), ("ce_inferenceservicename", b"nobody")],
              orjson.dumps(v1_request(rows(9, 2)))),
+            # 30 KB of headers: over max_event_bytes, copied as a stub, counted too_large
+            ([("ce_specversion", b"1.0"), ("x-junk", b"j" * 30_000)], b"{}"),
         ]  # fmt: skip
         send(broker, topic, bad)
         assert n == 300
@@ -181,6 +184,7 @@ def test_kserve_v1_and_v2_unkeyed_on_three_partitions_counted_exactly_then_drift
         wait_for(lambda: invalid(d, "invalid_json") == 1, 10, what="the bad JSON counted")
         assert invalid(d, "not_inference_event") == 1
         assert invalid(d, "unknown_model") == 1
+        assert invalid(d, "too_large") == 1
         time.sleep(2)
         assert events(d) == 1200  # nothing counted twice
         assert not hook.bodies()
@@ -195,30 +199,39 @@ def test_kserve_v1_and_v2_unkeyed_on_three_partitions_counted_exactly_then_drift
 
 
 def test_a_killed_replica_loses_and_doubles_nothing(broker, topic, tmp_path, daemons):
-    """Two replicas in one group, each re-keying and monitoring; one is SIGKILLed while
-    records flow. The survivor takes over both stages' partitions: every instance is
-    counted exactly once (copies made again after the kill are skipped)."""
+    """Two replicas in one group, each re-keying and monitoring. One kills itself (SIGKILL,
+    the test-only fault hook) after its copies of a poll were acknowledged but before it
+    committed their input offsets: the survivor takes over both stages' partitions and
+    copies those records again. Every instance is counted exactly once, and the copies
+    made twice are seen being skipped."""
     create_topic(broker, topic, partitions=3)
     state_topic = f"state-{topic}"
     base = ce_config(broker, tmp_path, topic, state={"backend": "kafka", "topic": state_topic})
-    first = DaemonProcess(base, tmp_path).start()
+    first = DaemonProcess(
+        base, tmp_path, env={"DRIFTWATCH_FAULT": "repartition.before_commit@2"}
+    ).start()
     daemons.append(first)
     second_cfg = {**base, "http": {"host": "127.0.0.1", "port": free_port()}}
     second_cfg["state"] = {**base["state"], "path": str(tmp_path / "state2")}
     second = DaemonProcess(second_cfg, tmp_path).start()
     daemons.append(second)
+    assert first.proc is not None
     total = 0
-    for round_ in range(3):
+    round_ = 0
+    while first.proc.poll() is None:
+        assert round_ < 20, "the first replica never copied twice"
         total += 8 * send(broker, topic, traffic(10 + round_, 40, 8)) // 2
+        round_ += 1
         time.sleep(1.0)
-    first.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
-    first.proc.wait(10)  # type: ignore[union-attr]
-    for round_ in range(3):
-        total += 8 * send(broker, topic, traffic(20 + round_, 40, 8)) // 2
-    assert total == 1920
+    assert first.proc.returncode == -signal.SIGKILL
+    assert "DRIFTWATCH_FAULT reached at repartition.before_commit" in first.log.read_text()
+    for r in range(3):
+        total += 8 * send(broker, topic, traffic(100 + r, 40, 8)) // 2
     wait_for(lambda: events(second) == total, 90, what=f"{total} events on the survivor")
     time.sleep(3)
-    assert events(second) == total
+    text = second.metrics()
+    assert sample(text, "driftwatch_events_total", model="m") == total
+    assert (sample(text, "driftwatch_copies_skipped_total", model="m") or 0) > 0
     assert second.stop() == 0
 
 

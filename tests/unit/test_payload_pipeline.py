@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from driftwatch.app import build_pipeline
 from driftwatch.config import parse_config
 from driftwatch.errors import ConfigError
-from driftwatch.events.payloads import SOURCE_HEADER, source_of
+from driftwatch.events.payloads import SOURCE_HEADER, TOO_LARGE_HEADER, source_of
 from driftwatch.sources.base import Record, RecordBatch
 from tests.helpers import events
 from tests.unit.test_pipeline import FakeDeadLetters, config_dict
@@ -211,3 +211,13 @@ def test_records_without_headers_are_not_deduplicated(tmp_path):
     recs = [Record("p", 0, i, b"m", orjson.dumps(e), 0.0) for i, e in enumerate(events(3, 5))]
     assert pipe.apply(recs) == 5
     assert pipe.apply(recs) == 5  # keyed topics are exact by offsets, not by this
+
+
+def test_a_stub_of_a_record_too_large_to_copy_is_counted_too_large(tmp_path):
+    dlq = FakeDeadLetters()
+    pipe = build_pipeline(ce_cfg(tmp_path), dead_letters=dlq)
+    items = pairs(2, 3)
+    stub = ([(TOO_LARGE_HEADER, b"5000000")], b"{partial")
+    b = batch([items[0], stub, items[1], items[2], items[3]])
+    assert pipe.apply_batches([b], now=1_790_000_000.0) == 6
+    assert [r for _, r in dlq.sent] == ["too_large"]

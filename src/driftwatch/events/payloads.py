@@ -18,6 +18,8 @@ from driftwatch.events.schema import ModelSchema, Prediction
 #: The header naming the input record a re-keyed copy was made from (``repartition``):
 #: ``b"<partition>:<offset>"``.
 SOURCE_HEADER = "dw-src"
+#: On a stub copied instead of a record too large to copy: the record's size in bytes.
+TOO_LARGE_HEADER = "dw-too-large"
 
 Headers = Sequence[tuple[str, bytes | None]] | None
 
@@ -33,6 +35,17 @@ def source_of(headers: Headers) -> tuple[int, int] | None:
                 return (int(part), int(off)) if sep else None
             except (ValueError, UnicodeDecodeError, TypeError):
                 return None
+    return None
+
+
+def too_large(headers: Headers) -> int | None:
+    """The original size a stub copy names in ``dw-too-large`` (None: not a stub)."""
+    for name, value in headers or ():
+        if name == TOO_LARGE_HEADER:
+            try:
+                return int(bytes(value or b"0"))
+            except ValueError:
+                return 0
     return None
 
 

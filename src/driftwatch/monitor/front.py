@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class ModelFront:
-    def __init__(self, ttl_seconds: float = 600.0, max_pending: int = 100_000) -> None:
+    def __init__(self, ttl_seconds: float = 600.0, max_pending: int = 20_000) -> None:
         self.ttl_seconds = ttl_seconds
         self.max_pending = max_pending
         #: input partition -> highest input offset applied

@@ -85,7 +85,7 @@ class MonitorSpec:
     estimated: PerformanceRule | None = None
     #: ``kafka.format: cloudevents``: request/response halves' wait (``monitor.front``)
     pair_ttl_seconds: float = 600.0
-    pair_max_pending: int = 100_000
+    pair_max_pending: int = 20_000
 
     def __post_init__(self) -> None:
         if (self.window_events is None) == (self.window_seconds is None):

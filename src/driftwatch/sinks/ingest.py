@@ -22,12 +22,14 @@ import hmac
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import orjson
+from kafka.errors import MessageSizeTooLargeError
 
 from driftwatch.errors import InvalidEvent
-from driftwatch.events.cloudevents import parse_http
+from driftwatch.events.cloudevents import CloudEvent, model_of, parse, parse_http
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +46,34 @@ class Sender(Protocol):
     ) -> Any: ...
 
 
-def kafka_headers(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:
-    """HTTP CloudEvents headers as KafkaSink writes them: ``Ce-Id`` -> ``ce_id``, and
-    ``content-type``; everything else (``Authorization`` first of all) is dropped."""
-    out: list[tuple[str, bytes]] = []
-    for name, value in headers.items():
-        low = name.lower()
-        if low.startswith("ce-") and len(low) > 3:
-            out.append(("ce_" + low[3:], value.encode("utf-8", "surrogateescape")))
-        elif low == "content-type":
-            out.append(("content-type", value.encode("utf-8", "surrogateescape")))
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def kafka_record(
+    ce: CloudEvent, headers: Mapping[str, str], body: bytes
+) -> list[tuple[str, bytes]]:
+    """The Kafka headers of the record KafkaSink would write for this HTTP event, built
+    from the *decoded* attributes (the HTTP binding's quoting and percent-encoding undone,
+    which the Kafka binding does not do). Structured mode: the body is the event, and the
+    content type is all. ``Authorization`` and every other HTTP header are dropped."""
+    ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    if ctype is not None and ctype.strip().lower().startswith("application/cloudevents"):
+        return [("content-type", ctype.encode("utf-8", "surrogateescape"))]
+    attrs: list[tuple[str, str | None]] = [
+        ("specversion", "1.0"),
+        ("id", ce.id),
+        ("type", ce.type),
+        ("source", ce.source),
+        ("time", None if ce.time is None else _rfc3339(ce.time)),
+        ("inferenceservicename", ce.inference_service),
+        ("namespace", ce.namespace),
+        ("component", ce.component),
+        ("endpoint", ce.endpoint),
+    ]
+    out = [(f"ce_{k}", v.encode("utf-8")) for k, v in attrs if v is not None]
+    if ctype is not None:
+        out.append(("content-type", ctype.encode("utf-8", "surrogateescape")))
     return out
 
 
@@ -114,14 +134,21 @@ class CloudEventsIngest:
             return 400, _error("missing_field", "inferenceservicename (Ce-Inferenceservicename)")
         if self.known is not None and not self.known(service):
             return 400, _error("unknown_model", f"inference service {service[:64]!r}")
+        record = kafka_record(ce, headers, body)
+        # the daemon reads the record back with the Kafka binding: it must say the same
+        try:
+            again = parse(record, body, max_bytes=self.max_bytes)
+        except InvalidEvent as exc:
+            return 400, _error(exc.reason, f"as a Kafka record: {exc.detail}")
+        if again.inference_service != service or model_of(record, body) != service:
+            return 400, _error("invalid_type", "the event does not read back the same")
         try:
             future = self.producer.send(
-                self.topic,
-                key=service.encode("utf-8"),
-                value=body,
-                headers=kafka_headers(headers),
+                self.topic, key=service.encode("utf-8"), value=body, headers=record
             )
             future.get(timeout=self.ack_timeout_seconds)
+        except MessageSizeTooLargeError:
+            return 413, _error("too_large", "the broker refuses a record this large")
         except Exception as exc:  # not acknowledged: the sender must retry
             log.warning("POST %s: the broker did not acknowledge the event: %s", PATH, exc)
             return 503, _error("unavailable", "the broker did not acknowledge the event")

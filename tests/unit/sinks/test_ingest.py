@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driftwatch.sinks.ingest import CloudEventsIngest, kafka_headers
+from driftwatch.sinks.ingest import CloudEventsIngest
 
 REQUEST = "org.kubeflow.serving.inference.request"
 
@@ -146,9 +146,32 @@ def test_structured_mode_is_forwarded_as_is():
     assert p.sent[0]["headers"] == [("content-type", b"application/cloudevents+json")]
 
 
-def test_kafka_headers_keep_only_cloudevents_attributes():
-    out = kafka_headers({"CE-ID": "1", "ce-": "x", "X-Other": "y", "Content-Type": "a/b"})
-    assert out == [("ce_id", b"1"), ("content-type", b"a/b")]
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"Ce-Inferenceservicename": '"credit"'},  # HTTP quoting
+        {"Ce-Inferenceservicename": "cr%65dit"},  # HTTP percent-encoding
+        {"Ce-Time": "2026-11-23T06%3A00%3A00Z"},
+        {"Ce-Id": "a%2Fb"},
+    ],
+)
+def test_http_encodings_are_undone_so_the_daemon_reads_back_what_got_202(over):
+    from driftwatch.events.cloudevents import parse
+
+    p = FakeProducer()
+    code, _ = ingest(p).handle(ce_headers(**over), BODY)
+    assert code == 202
+    rec = p.sent[0]
+    ce = parse(rec["headers"], rec["value"], max_bytes=1000)  # the daemon's own reading
+    assert ce.inference_service == "credit"
+    assert not any(b"%" in v or v.startswith(b'"') for _, v in rec["headers"])
+
+
+def test_broker_refusing_the_size_is_413_not_a_retry_storm():
+    from kafka.errors import MessageSizeTooLargeError
+
+    code, _ = ingest(FakeProducer(MessageSizeTooLargeError("big"))).handle(ce_headers(), BODY)
+    assert code == 413
 
 
 @settings(max_examples=300, deadline=None)
