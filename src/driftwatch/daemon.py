@@ -42,7 +42,12 @@ from driftwatch.app import build_pipeline, ingest_token, webhook_targets
 from driftwatch.checkpointer import Checkpointer
 from driftwatch.config import Config
 from driftwatch.errors import ConfigError, OutboxError
-from driftwatch.monitor.history import History, distributions, history_document
+from driftwatch.monitor.history import (
+    History,
+    distributions,
+    history_document,
+    owned_models,
+)
 from driftwatch.monitor.telemetry import TelemetrySnapshot
 from driftwatch.partitions import Partitions
 from driftwatch.reload import (
@@ -53,7 +58,7 @@ from driftwatch.reload import (
 )
 from driftwatch.repartition import ModelRouter, Repartitioner, ensure_topic, partition_count
 from driftwatch.sinks.http import HttpEndpoints
-from driftwatch.sinks.ingest import CloudEventsIngest
+from driftwatch.sinks.ingest import CloudEventsIngest, abandon
 from driftwatch.sinks.outbox import Outbox
 from driftwatch.sinks.prometheus import (
     IngestCollector,
@@ -122,7 +127,7 @@ class Daemon:
             self.exporter.render,
             self.readiness,
             self.status,
-            history=lambda limit: history_document(self.history, self.pipeline, limit),
+            history=lambda q: history_document(self.history, self.pipeline, q.limit, q.since),
             distributions=lambda: distributions(self.pipeline),
             ingest=self._ingest_request if config.http.ingest else None,
             ingest_max_bytes=config.http.ingest_max_bytes,
@@ -157,6 +162,8 @@ class Daemon:
             return False, "not ready: waiting for the consumer group assignment"
         if self.partitions is not None and self.partitions.restoring:
             return False, "not ready: restoring partition state"
+        if self.repartitioner is not None and not self.repartitioner.alive:
+            return False, "not ready: the re-keying stage (repartition) has stopped"
         return True, f"ready: {len(self.assignment_view)} partition(s) assigned"
 
     def _watch_broker(self) -> None:
@@ -197,10 +204,13 @@ class Daemon:
             "path": None if self.config_path is None else str(self.config_path),
             **self.reload_status.to_dict(),
         }
-        items = self.outbox.listing(limit=100)
+        # exact counts; the lists are bounded (failed notifications are never deleted)
+        box = self.outbox.undelivered(limit=100)
         out["webhooks"] = {
-            "pending": [self._outbox_item(i) for i in items if i.status == "pending"],
-            "failed": [self._outbox_item(i) for i in items if i.status == "failed"],
+            "pending_count": box.pending_count,
+            "failed_count": box.failed_count,
+            "pending": [self._outbox_item(i) for i in box.pending],  # the oldest 100
+            "failed": [self._outbox_item(i) for i in box.failed],  # the newest 100
         }
         return out
 
@@ -225,7 +235,9 @@ class Daemon:
         else:
             try:
                 self.history.record([evaluation for evaluation, _ in results])
-                self.history.retain(self.pipeline.monitors)
+                # only the owned models: a model this replica lost (a rebalance) loses its
+                # history, so a later return does not join old points to new ones
+                self.history.retain(owned_models(self.pipeline))
             except Exception:  # the page's history must never cost an evaluation round
                 log.exception("recording the evaluations for the web page failed")
         finally:
@@ -333,17 +345,23 @@ class Daemon:
         return 0
 
     def _close(self, source: Consumer) -> None:
-        source.close()
+        """Close every part; one that fails (a dead broker) must not skip the others."""
+        closers: list[Callable[[], object]] = [source.close]
         if self.repartitioner is not None:
-            self.repartitioner.stop()
+            closers.append(self.repartitioner.stop)
         if self.dead_letters is not None:
-            self.dead_letters.close()
-        for close in self._closers:
-            close()
+            closers.append(self.dead_letters.close)
+        closers += self._closers
         if self.sender is not None:
-            self.sender.stop()
-        self.http.stop()
-        self.outbox.close()
+            closers.append(self.sender.stop)
+        closers += [self.http.stop, self.outbox.close]
+        for close in closers:
+            try:
+                close()
+            except Exception:
+                log.exception(
+                    "shutting down: closing %s failed", getattr(close, "__qualname__", close)
+                )
 
     def _rebalanced(
         self, source: Consumer, partitions: Partitions, batch: list[RecordBatch]
@@ -436,24 +454,28 @@ class Daemon:
 
     def _ingest_snapshot(self) -> IngestSnapshot:
         kafka = self.config.kafka
-        owned = self.pipeline.owned
-        monitors = [
-            (n, m) for n, m in self.pipeline.monitors.items() if owned is None or n in owned
-        ]
+        pipeline = self.pipeline
+        owned = pipeline.owned
         cloudevents = kafka.format == "cloudevents"
+        pending: dict[str, int] = {}
+        dropped: dict[str, dict[str, int]] = {}
+        skipped: dict[str, int] = {}
+        with pipeline._lock:  # the poll thread mutates the fronts under it
+            for name, m in pipeline.monitors.items():
+                if owned is not None and name not in owned:
+                    continue
+                skipped[name] = m.front.duplicates
+                has = m.front.has_pairs
+                pending[name] = m.front.pairs.pending if has else 0
+                dropped[name] = dict(m.front.pairs.dropped) if has else {}
         r = self.repartitioner
+        ingest = self.ingest
         return IngestSnapshot(
-            pairs_pending={n: m.front.pairs.pending for n, m in monitors} if cloudevents else None,
-            pairs_dropped=(
-                {n: dict(m.front.pairs.dropped) for n, m in monitors} if cloudevents else None
-            ),
-            copies_skipped={n: m.front.duplicates for n, m in monitors}
-            if kafka.repartitions
-            else None,
+            pairs_pending=pending if cloudevents else None,
+            pairs_dropped=dropped if cloudevents else None,
+            copies_skipped=skipped if kafka.repartitions else None,
             copied=None if r is None else (r.copied, r.unrouted, r.retries),
-            http=None
-            if self.ingest is None
-            else {**self.ingest.rejected, 202: self.ingest.accepted},
+            http=None if ingest is None else {**ingest.rejected, 202: ingest.accepted},
         )
 
     def _ingest_request(self, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
@@ -473,7 +495,8 @@ class Daemon:
             int(opts.get("max_request_size", 0)), 2 * self.config.http.ingest_max_bytes + 65_536
         )
         producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, **opts)
-        self._closers.append(lambda: producer.close(timeout=5))
+        # a 503'd event may still sit in its buffer: never wait for a dead broker
+        self._closers.append(lambda: abandon(producer))
         self.ingest = CloudEventsIngest(
             kafka.prediction_topic,
             producer,
@@ -487,7 +510,7 @@ class Daemon:
         """Records not keyed by model: copy them, keyed by model, into the topic this
         replica monitors (``repartition``), which is created if missing."""
         kafka = self.config.kafka
-        count = ensure_topic(kafka, partition_count(kafka))
+        count = ensure_topic(kafka, partition_count(kafka, self.stop_event))
         log.info(
             "%s is not keyed by model: re-keying it into %s (%d partitions)",
             kafka.prediction_topic,

@@ -114,7 +114,12 @@ def assert_delivered_once(hook: WebhookServer, d: DaemonProcess, rules: list[str
         for r, b in zip(hook.requests, hook.bodies(), strict=True)
     )
     code, body = http_get(d.base + "/status")
-    assert code == 200 and json.loads(body)["webhooks"] == {"pending": [], "failed": []}
+    assert code == 200 and json.loads(body)["webhooks"] == {
+        "pending_count": 0,
+        "failed_count": 0,
+        "pending": [],
+        "failed": [],
+    }
     delivered = sample(
         d.metrics(), "driftwatch_webhook_deliveries_total", webhook="retrain", outcome="success"
     )

@@ -40,19 +40,26 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--hide-scrollbars",
-    # virtual time runs the page's timers; its fetches are real: it waits for them
-    "--virtual-time-budget=4000",
 ]
 
 
-def chromium(args: list[str], profile: Path, timeout: float = 30) -> bytes:
-    """Run chromium once; its stdout. It is killed (with the helpers it started, which share
-    its process group) if it overruns, and nothing of it outlives the call."""
+def chromium(args: list[str], profile: Path, timeout: float = 90, budget_ms: int = 4000) -> bytes:
+    """Run chromium once; its stdout. ``budget_ms``: the virtual time the page runs for (its
+    timers: the refresh every 5 s; its fetches are real, and virtual time waits for them).
+    It is killed (with the helpers it started, which share its process group) if it
+    overruns ``timeout`` (generous: a loaded CI machine), and nothing of it outlives the
+    call."""
     binary = shutil.which("chromium")
     assert binary, "chromium is missing: run scripts/ensure-chromium.sh"
     log = (profile.parent / "chromium.log").open("ab")
     proc = subprocess.Popen(
-        [binary, *FLAGS, f"--user-data-dir={profile}", *args],
+        [
+            binary,
+            *FLAGS,
+            f"--virtual-time-budget={budget_ms}",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=log,
         start_new_session=True,  # its own process group, led by its own pid
@@ -158,10 +165,11 @@ def check_deliveries(page: Elements, status_before: bytes, status_after: bytes) 
     pending = len(page.where(data_delivery="pending"))
     assert int(box["data-webhooks-pending"]) == pending >= 1
     assert box["data-webhooks-failed"] == "0"
-    before = orjson.loads(status_before)["webhooks"]["pending"]
-    after = orjson.loads(status_after)["webhooks"]["pending"]
-    if len(before) == len(after):  # (no alert fired meanwhile)
-        assert pending == len(after)
+    before = orjson.loads(status_before)["webhooks"]
+    after = orjson.loads(status_after)["webhooks"]
+    assert before["pending_count"] == len(before["pending"]) and before["failed_count"] == 0
+    if before["pending_count"] == after["pending_count"]:  # (no alert fired meanwhile)
+        assert pending == after["pending_count"]
 
 
 def screenshot(url: str, tmp_path: Path) -> None:
@@ -240,21 +248,20 @@ def test_the_page_shows_the_live_figures_of_metrics(broker, topic, tmp_path, dae
                 and sample(text, "driftwatch_alert_active", model=MODEL, rule="feature_drift") == 1
             )
 
-        wait_for(consumed, 30, what=f"{sent} events, {labelled} labels and feature_drift")
+        wait_for(consumed, 60, what=f"{sent} events, {labelled} labels and feature_drift")
         settled = time.time()
         last = "driftwatch_last_evaluation_timestamp_seconds"
         wait_for(
             lambda: (sample(d.metrics(), last, model=MODEL) or 0) > settled + 0.5,
-            15,
+            30,
             what="an evaluation of the whole stream",
         )
         # the window no longer changes: every evaluation from here gives the same figures
         metrics = d.metrics()
         _, status_before = http_get(d.base + "/status")
 
-        started = time.monotonic()
+        # (bounded by chromium()'s timeout, not by a wall-clock assertion: CI can be slow)
         dom = chromium(["--dump-dom", d.base + "/"], tmp_path / "profile").decode()
-        dom_seconds = time.monotonic() - started
         _, status_after = http_get(d.base + "/status")
 
         page = Elements()
@@ -266,5 +273,4 @@ def test_the_page_shows_the_live_figures_of_metrics(broker, topic, tmp_path, dae
         assert dom.count('class="spark"') == dom.count('class="bars"') == len(synthetic.FEATURES)
 
         screenshot(d.base + "/", tmp_path)
-        assert dom_seconds < 20
         assert d.stop() == 0

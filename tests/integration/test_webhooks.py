@@ -80,7 +80,12 @@ def test_notification_survives_kill_and_is_delivered_once_after_restart(
             "dataset_drift",
             "feature_drift",
         ]
-        assert status(d2)["webhooks"] == {"pending": [], "failed": []}
+        assert status(d2)["webhooks"] == {
+            "pending_count": 0,
+            "failed_count": 0,
+            "pending": [],
+            "failed": [],
+        }
         assert (
             sample(
                 d2.metrics(),
@@ -138,6 +143,8 @@ def test_rejected_notification_is_failed_not_retried_and_visible(broker, topic, 
         time.sleep(2)
         assert len(hook.requests) == 1
         assert [(f["last_error"], f["attempts"]) for f in failed] == [("HTTP 400", 1)]
+        hooks = status(d)["webhooks"]
+        assert (hooks["failed_count"], hooks["pending_count"]) == (1, 0)
         text = d.metrics()
         assert (
             sample(

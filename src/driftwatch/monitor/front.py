@@ -12,10 +12,9 @@ Both are checkpointed with the model (meta key ``front``), so a restore resumes 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from driftwatch.monitor.pairs import PairJoin
+from driftwatch.monitor.pairs import PairJoin
 
 
 class ModelFront:
@@ -24,20 +23,14 @@ class ModelFront:
         self.max_pending = max_pending
         #: input partition -> highest input offset applied
         self.watermarks: dict[int, int] = {}
-        self._pairs: PairJoin | None = None  # made on first use (cloudevents only)
+        self.pairs = PairJoin(ttl_seconds, max_pending)
         self.duplicates = 0  # copies skipped
 
     @property
     def has_pairs(self) -> bool:
-        return self._pairs is not None
-
-    @property
-    def pairs(self) -> PairJoin:
-        if self._pairs is None:
-            from driftwatch.monitor.pairs import PairJoin
-
-            self._pairs = PairJoin(self.ttl_seconds, self.max_pending)
-        return self._pairs
+        """Whether any half ever waited here (payload logs): a keyed topic's models skip
+        the pair join's expiry and their checkpoints omit it."""
+        return bool(self.pairs.pending or self.pairs.completed or self.pairs.dropped)
 
     def fresh(self, partition: int, offset: int) -> bool:
         """Whether the copy of input ``partition``/``offset`` is new (and mark it seen)."""
@@ -50,13 +43,13 @@ class ModelFront:
     def state(self) -> dict[str, Any]:
         return {
             "watermarks": {str(p): o for p, o in self.watermarks.items()},
-            "pairs": None if self._pairs is None else self._pairs.state(),
+            "pairs": self.pairs.state() if self.has_pairs else None,
             "duplicates": self.duplicates,
         }
 
     def restore(self, state: dict[str, Any] | None) -> None:
         """Restore :meth:`state` (None: a checkpoint from before, or of a keyed topic)."""
-        self._pairs = None
+        self.pairs = PairJoin(self.ttl_seconds, self.max_pending)
         if not state:
             self.watermarks = {}
             self.duplicates = 0

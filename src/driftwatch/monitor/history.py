@@ -3,9 +3,11 @@ and its reference vs current decile distributions (see ``docs/page-api.md``).
 
 * :class:`History` keeps, per model, the last ``length`` evaluations (240 by default) in a
   bounded ring, in memory only: it is not checkpointed, so it starts empty on every start
-  of the process (and a model's ring is dropped when the model leaves the config). The
-  evaluation thread records compact points (a few microseconds a round); HTTP threads
-  copy the rings under the same lock and serialise outside it.
+  of the process (and a model's ring is dropped when the model leaves the config or this
+  replica stops owning it). The evaluation thread records compact points (a few
+  microseconds a round); HTTP threads copy the rings under the same lock and serialise
+  outside it. A reader asks for the newest ``limit`` points, and/or only those evaluated
+  after ``since`` (the page, after its first load, fetches only the new points).
 * :func:`distributions` reads each owned model's window counts at request time (one copy
   of the model's bin totals under the pipeline's window lock, nothing else) and folds
   them into the PSI bins of CONTRACT section 4: the reference deciles of a numerical
@@ -33,6 +35,27 @@ if TYPE_CHECKING:
 
 #: Evaluations kept per model (at the default 15 s interval: the last hour).
 HISTORY_LENGTH = 240
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """What ``GET /api/history`` asks for: per model, the newest ``limit`` points (None:
+    all kept) among those evaluated after ``since`` (None: all)."""
+
+    limit: int | None = None
+    since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A copy of some of a model's points, and what its ring held when they were copied."""
+
+    points: list[Point]
+    #: how many points the ring held
+    kept: int
+    #: when its oldest point was evaluated (None: the ring is empty)
+    oldest: float | None
+
 
 _NAN = math.nan
 
@@ -147,42 +170,80 @@ class History:
                 ring.append(point)
 
     def retain(self, models: Collection[str]) -> None:
-        """Forget the models not in ``models`` (removed from the config)."""
+        """Forget the models not in ``models`` (removed from the config, or no longer owned
+        by this replica)."""
+        keep = set(models)
         with self._lock:
-            for name in [m for m in self._rings if m not in models]:
+            for name in [m for m in self._rings if m not in keep]:
                 del self._rings[name]
 
-    def points(self, model: str, limit: int | None = None) -> list[Point]:
-        """A copy of the model's newest ``limit`` points (all by default), oldest first."""
+    def points(
+        self, model: str, limit: int | None = None, since: float | None = None
+    ) -> list[Point]:
+        """A copy of the model's newest ``limit`` points (all by default) evaluated after
+        ``since`` (all by default), oldest first."""
         with self._lock:
-            ring = self._rings.get(model)
-            if ring is None:
-                return []
-            if limit is None or limit >= len(ring):
-                return list(ring)
-            return list(ring)[len(ring) - max(limit, 0) :]
+            return _tail(self._rings.get(model), limit, since)
+
+    def snapshot(
+        self, models: Collection[str], limit: int | None = None, since: float | None = None
+    ) -> dict[str, Kept]:
+        """:meth:`points` of each of ``models`` (those with no ring: none), all copied at
+        once: a round recorded meanwhile is in all of them or in none."""
+        with self._lock:
+            rings = [(m, self._rings.get(m)) for m in models]
+            return {
+                m: Kept(
+                    _tail(ring, limit, since),
+                    0 if ring is None else len(ring),
+                    ring[0].evaluated_at if ring else None,
+                )
+                for m, ring in rings
+            }
 
     def models(self) -> list[str]:
         with self._lock:
             return list(self._rings)
 
 
-def _owned(pipeline: Pipeline) -> list[str]:
+def _tail(ring: deque[Point] | None, limit: int | None, since: float | None) -> list[Point]:
+    """The newest ``limit`` points of ``ring`` evaluated after ``since``, oldest first."""
+    if not ring:
+        return []
+    take = len(ring) if limit is None else min(max(limit, 0), len(ring))
+    if since is None:
+        return list(ring)[len(ring) - take :] if take else []
+    out: list[Point] = []
+    for point in reversed(ring):  # newest first: stop at the first one already seen
+        if len(out) >= take or point.evaluated_at <= since:
+            break
+        out.append(point)
+    out.reverse()
+    return out
+
+
+def owned_models(pipeline: Pipeline) -> list[str]:
+    """The configured models this replica evaluates (all of them without partitions)."""
     owned = pipeline.owned
     return [m for m in pipeline.monitors if owned is None or m in owned]
 
 
 def history_document(
-    history: History, pipeline: Pipeline, limit: int | None = None
+    history: History,
+    pipeline: Pipeline,
+    limit: int | None = None,
+    since: float | None = None,
 ) -> dict[str, Any]:
-    """``GET /api/history``: per owned model, the rules it has, its drift rule's thresholds
-    and its newest ``limit`` evaluations (all kept, by default), oldest first."""
+    """``GET /api/history``: per owned model, the rules it has, its drift rule's thresholds,
+    how many evaluations its ring keeps (``kept``) and since when (``oldest_evaluated_at``),
+    and its newest ``limit`` evaluations (all kept, by default) evaluated after ``since``
+    (all, by default), oldest first."""
     monitors = pipeline.monitors
+    names = [name for name in owned_models(pipeline) if name in monitors]
+    kept = history.snapshot(names, limit, since)
     models: dict[str, Any] = {}
-    for name in _owned(pipeline):
-        monitor = monitors.get(name)
-        if monitor is None:
-            continue
+    for name in names:
+        monitor = monitors[name]
         spec = monitor.spec
         rule = spec.rule
         configured = {
@@ -204,7 +265,9 @@ def history_document(
                 "share": rule.share,
                 "min_events": rule.min_events,
             },
-            "evaluations": [p.to_dict() for p in history.points(name, limit)],
+            "kept": kept[name].kept,
+            "oldest_evaluated_at": kept[name].oldest,
+            "evaluations": [p.to_dict() for p in kept[name].points],
         }
     return {"length": history.length, "models": models, "generated_at": time.time()}
 
@@ -254,7 +317,7 @@ def distributions(pipeline: Pipeline) -> dict[str, Any]:
     reference vs current proportions in its PSI bins, from the window as it is now."""
     models: dict[str, Any] = {}
     lock: Any = pipeline._lock  # the window lock: held for one copy of the bin totals
-    for name in _owned(pipeline):
+    for name in owned_models(pipeline):
         monitor = pipeline.monitors.get(name)
         if monitor is None:
             continue

@@ -39,11 +39,13 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from driftwatch.monitor.history import HistoryQuery
 from driftwatch.sinks.ingest import PATH as INGEST_PATH
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
 #: After an early answer (405, 431), the client's input is discarded this long, at most.
 _LINGER_SECONDS = 1.0
 _LINGER_MAX_BYTES = 1024 * 1024
@@ -59,7 +61,11 @@ _NOT_FOUND = (
 )
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
-_LIMIT = re.compile(r"[0-9]{1,6}")  # /api/history?limit=
+#: /api/history?limit=: a whole number up to MAX_HISTORY_LIMIT (blank: all)
+_LIMIT = re.compile(r"[0-9]{1,16}")
+MAX_HISTORY_LIMIT = 1_000_000
+#: /api/history?since=: an evaluation time, as the JSON gave it (blank: all)
+_SINCE = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?")
 #: status, body, content type, extra headers
 _Answer = tuple[int, bytes, str, dict[str, str]]
 
@@ -92,8 +98,33 @@ def load_page() -> bytes:
     return resources.files("driftwatch.sinks").joinpath("page", "index.html").read_bytes()
 
 
-def _dumps(doc: Any) -> bytes:
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+def _dumps(doc: Any, compact: bool = False) -> bytes:
+    """JSON: indented for people (``/status``), or ``compact`` for the page's documents,
+    which can be large (``/api/history``: models x features x evaluations)."""
+    indent = 0 if compact else orjson.OPT_INDENT_2
+    return orjson.dumps(doc, option=indent | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _history_query(query: str) -> HistoryQuery:
+    """``?limit=N&since=T`` of ``/api/history`` (the last of repeated ones; blank: unset);
+    ValueError (a 400) if either is not what it should be."""
+    values = parse_qs(query, keep_blank_values=True)
+    limit = (values.get("limit") or [""])[-1]
+    since = (values.get("since") or [""])[-1]
+    n: int | None = None
+    if limit:
+        if not _LIMIT.fullmatch(limit) or int(limit) > MAX_HISTORY_LIMIT:
+            raise ValueError(
+                f"limit: expected a whole number of evaluations, 0 to {MAX_HISTORY_LIMIT}"
+                " (blank: all)"
+            )
+        n = int(limit)
+    t: float | None = None
+    if since:
+        if not _SINCE.fullmatch(since) or not math.isfinite(float(since)):
+            raise ValueError("since: expected an evaluated_at (epoch seconds; blank: all)")
+        t = float(since)
+    return HistoryQuery(n, t)
 
 
 class _HeadReader(io.BufferedIOBase):
@@ -210,15 +241,16 @@ class HttpEndpoints:
         ready: Callable[[], tuple[bool, str]],
         status: Callable[[], dict[str, Any]],
         *,
-        history: Callable[[int | None], dict[str, Any]] | None = None,
+        history: Callable[[HistoryQuery], dict[str, Any]] | None = None,
         distributions: Callable[[], dict[str, Any]] | None = None,
         ingest: Callable[[Mapping[str, str], bytes], tuple[int, bytes]] | None = None,
         ingest_max_bytes: int = 1_048_576,
         request_timeout_seconds: float = 10.0,
         max_connections: int = 64,
     ) -> None:
-        """``history(limit)``: the document of ``/api/history`` (the newest ``limit``
-        evaluations per model; None: all kept); ``distributions()``: that of
+        """``history(query)``: the document of ``/api/history`` (per model, the newest
+        ``query.limit`` evaluations, None: all kept, of those evaluated after
+        ``query.since``, None: all); ``distributions()``: that of
         ``/api/distributions``. Without them those paths answer 404. ``ingest(headers,
         body)``: the answer to ``POST /v1/cloudevents`` (``sinks.ingest``); without it, POST
         is 405 like any other method. Its body must come with a ``Content-Length`` (411)
@@ -246,15 +278,18 @@ class HttpEndpoints:
             if path == "/status":
                 return 200, _dumps(status()), _JSON, json_headers
             if path == "/api/history" and history is not None:
-                values = parse_qs(query).get("limit", [])
-                limit = values[-1] if values else None
-                if limit is not None and not _LIMIT.fullmatch(limit):
-                    return 400, b"limit: expected a whole number of evaluations\n", _TEXT, {}
-                n = None if limit is None else int(limit)
-                return 200, _dumps(history(n)), _JSON, json_headers
+                try:
+                    asked = _history_query(query)
+                except ValueError as exc:
+                    return 400, f"{exc}\n".encode(), _TEXT, {}
+                return 200, _dumps(history(asked), compact=True), _JSON, json_headers
             if path == "/api/distributions" and distributions is not None:
-                return 200, _dumps(distributions()), _JSON, json_headers
+                return 200, _dumps(distributions(), compact=True), _JSON, json_headers
             return 404, _NOT_FOUND, _TEXT, {}
+
+        #: POSTs being read or answered (each may wait on the broker): at most half the
+        #: connections, so GETs and the probes always find room
+        posting = threading.BoundedSemaphore(max(1, max_connections // 2))
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "driftwatch"
@@ -308,10 +343,12 @@ class HttpEndpoints:
                     early = 404, _NOT_FOUND
                 elif self.headers.get("Transfer-Encoding") is not None or length is None:
                     early = 411, b'{"error": "length_required", "detail": "Content-Length"}'
-                elif not length.strip().isdigit():
+                elif not _CONTENT_LENGTH.fullmatch(length.strip()):
                     early = 400, b'{"error": "bad_request", "detail": "Content-Length"}'
                 elif int(length) > ingest_max_bytes:
                     early = 413, b'{"error": "too_large", "detail": "body over the limit"}'
+                elif not posting.acquire(blocking=False):  # keep slots for GETs and probes
+                    early = 503, b'{"error": "busy", "detail": "too many events in flight"}'
                 if early is not None:
                     self.server.answering(self.connection)
                     self.close_connection = True
@@ -319,16 +356,19 @@ class HttpEndpoints:
                     self._linger()
                     return
                 assert length is not None
-                body = self.rfile.read(int(length))  # within the request deadline
-                if len(body) < int(length):  # the client went away
-                    self.close_connection = True
-                    return
-                self.server.answering(self.connection)
                 try:
-                    code, answer = ingest(dict(self.headers.items()), body)
-                except Exception:
-                    log.exception("http: error serving POST %s", path)
-                    code, answer = 500, b'{"error": "internal_error"}'
+                    body = self.rfile.read(int(length))  # within the request deadline
+                    if len(body) < int(length):  # the client went away
+                        self.close_connection = True
+                        return
+                    self.server.answering(self.connection)
+                    try:
+                        code, answer = ingest(dict(self.headers.items()), body)
+                    except Exception:
+                        log.exception("http: error serving POST %s", path)
+                        code, answer = 500, b'{"error": "internal_error"}'
+                finally:
+                    posting.release()
                 extra = {}
                 if code == 503:
                     extra["Retry-After"] = "1"

@@ -18,6 +18,7 @@ broker did not acknowledge in time (``Retry-After``), so the sender retries.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import threading
@@ -153,6 +154,22 @@ class CloudEventsIngest:
             log.warning("POST %s: the broker did not acknowledge the event: %s", PATH, exc)
             return 503, _error("unavailable", "the broker did not acknowledge the event")
         return 202, orjson.dumps({"accepted": ce.id})
+
+
+def abandon(producer: Any) -> None:
+    """Close a kafka-python producer at once, dropping what the broker never acknowledged
+    (answered 503: the senders retry). ``close(timeout=0)`` alone raises from its flush
+    and never stops the sender thread (kafka-python 3.x), and again when collected."""
+    try:
+        producer.close(timeout=0)
+        return
+    except Exception as exc:
+        log.warning("closing the POST /v1/cloudevents producer: %s (unacknowledged dropped)", exc)
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        with contextlib.suppress(Exception):
+            sender.force_close()
+    producer._closed = True
 
 
 def _error(reason: str, detail: str) -> bytes:

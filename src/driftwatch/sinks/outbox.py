@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (id, webhook)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_created ON outbox (status, created_at);
 CREATE TABLE IF NOT EXISTS alert_state (
     model TEXT PRIMARY KEY,
     lineage TEXT,
@@ -56,6 +57,18 @@ class Pending:
     next_attempt_at: float
     status: str
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """What ``/status`` shows of the outbox: exact counts, and a bounded list of each."""
+
+    pending_count: int
+    failed_count: int
+    #: the oldest pending notifications, oldest first
+    pending: list[Pending]
+    #: the newest failed notifications, newest first
+    failed: list[Pending]
 
 
 class Outbox:
@@ -208,6 +221,42 @@ class Outbox:
                 (limit,),
             ).fetchall()
         return [Pending(*r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """How many notifications are in each state (``pending``, ``failed``, ``delivered``
+        tombstones), exactly; a state with none is absent."""
+        with self._using("count notifications") as db:
+            rows = db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
+        return {s: int(n) for s, n in rows}
+
+    def undelivered(self, limit: int = 100) -> Undelivered:
+        """The exact number of pending and of failed notifications, the ``limit`` oldest
+        pending ones (the next to be delivered) and the ``limit`` newest failed ones (failed
+        ones are kept for inspection, never deleted: the oldest matter least), all read at
+        once."""
+        with self._using("list notifications") as db:
+            counts = dict(
+                db.execute(
+                    "SELECT status, COUNT(*) FROM outbox WHERE status IN ('pending', 'failed')"
+                    " GROUP BY status"
+                ).fetchall()
+            )
+            pending = db.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending'"
+                " ORDER BY created_at, id, webhook LIMIT ?",
+                (limit,),
+            ).fetchall()
+            failed = db.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE status = 'failed'"
+                " ORDER BY created_at DESC, id, webhook LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return Undelivered(
+            int(counts.get("pending", 0)),
+            int(counts.get("failed", 0)),
+            [Pending(*r) for r in pending],
+            [Pending(*r) for r in failed],
+        )
 
     def pending_counts(self) -> dict[str, int]:
         with self._using("count pending notifications") as db:

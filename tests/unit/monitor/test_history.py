@@ -12,10 +12,17 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+import yaml
 
 from driftwatch.app import build_pipeline
-from driftwatch.config import parse_config
-from driftwatch.monitor.history import History, Point, distributions, history_document
+from driftwatch.config import load_config, parse_config
+from driftwatch.daemon import Daemon
+from driftwatch.monitor.history import (
+    History,
+    Point,
+    distributions,
+    history_document,
+)
 from driftwatch.monitor.results import Evaluation, FeatureResult
 from driftwatch.sources.base import Record
 from tests.helpers import COLORS, events, reference_frame
@@ -55,6 +62,24 @@ def test_the_ring_keeps_the_newest_evaluations_per_model_oldest_first():
     assert h.models() == ["b"] and h.points("a") == []
     with pytest.raises(ValueError):
         History(length=0)
+
+
+def test_since_gives_only_the_newer_points_and_a_snapshot_copies_every_ring_at_once():
+    h = History(length=5)
+    for i in range(8):
+        h.record([evaluation("a", float(i)), *([evaluation("b", float(i))] if i < 2 else [])])
+    assert [p.evaluated_at for p in h.points("a", since=5.0)] == [6.0, 7.0]
+    assert [p.evaluated_at for p in h.points("a", since=5.5)] == [6.0, 7.0]
+    assert h.points("a", since=7.0) == [] and h.points("a", since=99.0) == []
+    assert [p.evaluated_at for p in h.points("a", since=-1.0)] == [3.0, 4.0, 5.0, 6.0, 7.0]
+    assert [p.evaluated_at for p in h.points("a", limit=1, since=4.0)] == [7.0]
+    assert h.points("a", limit=0, since=4.0) == []
+    snap = h.snapshot(["a", "b", "nope"], since=5.0)
+    assert [p.evaluated_at for p in snap["a"].points] == [6.0, 7.0]
+    assert (snap["a"].kept, snap["a"].oldest) == (5, 3.0)
+    assert (snap["b"].points, snap["b"].kept, snap["b"].oldest) == ([], 2, 0.0)
+    assert (snap["nope"].points, snap["nope"].kept, snap["nope"].oldest) == ([], 0, None)
+    assert [p.evaluated_at for p in h.snapshot(["a"], limit=2)["a"].points] == [6.0, 7.0]
 
 
 def test_a_point_keeps_the_unrounded_figures_and_json_has_no_nan():
@@ -138,6 +163,16 @@ def test_history_document_and_distributions_of_a_real_pipeline(tmp_path: Path):
     }
     assert point["features"]["x2"]["drift"] is True
     assert history_document(h, pipe, limit=0)["models"]["m"]["evaluations"] == []
+    assert (model["kept"], model["oldest_evaluated_at"]) == (1, 100.0)
+    pipe.apply(records(evs[:10], start=1000))
+    h.record([ev for ev, _ in pipe.evaluate(115.0)])
+    newer = history_document(h, pipe, since=100.0)["models"]["m"]
+    assert [p["evaluated_at"] for p in newer["evaluations"]] == [115.0]
+    assert (newer["kept"], newer["oldest_evaluated_at"]) == (2, 100.0)
+    assert history_document(h, pipe, limit=5, since=115.0)["models"]["m"] == dict(
+        newer, evaluations=[]
+    )
+    assert len(history_document(h, pipe, limit=1)["models"]["m"]["evaluations"]) == 1
 
     dist = distributions(pipe)["models"]["m"]
     assert dist["window_events"] == 1000
@@ -164,3 +199,31 @@ def test_history_document_and_distributions_of_a_real_pipeline(tmp_path: Path):
 
     pipe.own(["another"])  # a replica that does not own the model does not show it
     assert distributions(pipe)["models"] == {} and history_document(h, pipe)["models"] == {}
+
+
+def test_the_daemon_keeps_the_history_of_the_models_it_owns_only(tmp_path: Path):
+    """A replica that loses a model (a rebalance) drops its history at the next round, so
+    the page never joins the points from before to those after the model comes back."""
+    cfg = config_dict(tmp_path)
+    cfg["models"].append(dict(cfg["models"][0], name="m2"))
+    cfg["http"] = {"host": "127.0.0.1", "port": 0}
+    cfg["state"] = {"path": str(tmp_path / "state")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    d = Daemon(load_config(path), config_path=path)
+    d.http.start()
+    try:
+        d.evaluate()
+        assert sorted(d.history.models()) == ["m", "m2"]
+        d.pipeline.own(["m2"])  # "m" revoked
+        d.evaluate()
+        assert d.history.models() == ["m2"] and len(d.history.points("m2")) == 2
+        d.pipeline.own(["m", "m2"])  # and back: it starts over
+        d.evaluate()
+        assert len(d.history.points("m")) == 1 and len(d.history.points("m2")) == 3
+        d.pipeline.own(None)
+        d.evaluate()
+        assert sorted(d.history.models()) == ["m", "m2"]
+    finally:
+        d.http.stop()
+        d.outbox.close()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from driftwatch.monitor.history import HistoryQuery
 from driftwatch.sinks.http import HttpEndpoints, load_page, page_content_security_policy
 from tests.helpers import wait_for
 
@@ -216,27 +217,67 @@ def test_the_page_is_served_with_a_strict_policy_and_no_outside_resource():
 
 
 def test_history_and_distributions_are_json_under_stable_paths():
-    asked: list[int | None] = []
+    asked: list[HistoryQuery] = []
 
-    def history(limit: int | None) -> dict[str, Any]:
-        asked.append(limit)
+    def history(query: HistoryQuery) -> dict[str, Any]:
+        asked.append(query)
         return {"models": {"m": {"evaluations": [{"psi": 0.1234567891234}]}}}
 
     with endpoints(history=history, distributions=lambda: {"models": {"m": {}}}) as http:
         answer = request(http, b"GET /api/history HTTP/1.0\r\n\r\n")
         assert status_line(answer) == b"HTTP/1.0 200 OK"
         assert headers_of(answer)["content-type"] == "application/json"
-        body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-        assert body["models"]["m"]["evaluations"][0]["psi"] == 0.1234567891234  # unrounded
-        request(http, b"GET /api/history?limit=30 HTTP/1.0\r\n\r\n")
-        request(http, b"GET /api/history?x=1&limit=0 HTTP/1.0\r\n\r\n")
-        assert asked == [None, 30, 0]
-        for bad in (b"-1", b"abc", b"1e3", b"1234567", b"%C2%B2"):
-            answer = request(http, b"GET /api/history?limit=" + bad + b" HTTP/1.0\r\n\r\n")
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        assert json.loads(body)["models"]["m"]["evaluations"][0]["psi"] == 0.1234567891234
+        assert b"\n" not in body and b": " not in body  # compact: no indent, no spaces
+        for query in (
+            b"limit=30",
+            b"x=1&limit=0",
+            b"limit=",  # blank: all
+            b"limit=1000000",
+            b"limit=0001000000",
+            b"since=1795414915.2123456",
+            b"limit=120&since=17",
+            b"since=&limit=5",
+            b"since=1e3",
+        ):
+            answer = request(http, b"GET /api/history?" + query + b" HTTP/1.0\r\n\r\n")
+            assert status_line(answer) == b"HTTP/1.0 200 OK", query
+        assert asked == [
+            HistoryQuery(None, None),
+            HistoryQuery(30, None),
+            HistoryQuery(0, None),
+            HistoryQuery(None, None),
+            HistoryQuery(1_000_000, None),
+            HistoryQuery(1_000_000, None),
+            HistoryQuery(None, 1795414915.2123456),
+            HistoryQuery(120, 17.0),
+            HistoryQuery(5, None),
+            HistoryQuery(None, 1000.0),
+        ]
+        del asked[:]
+        for bad in (
+            b"limit=-1",
+            b"limit=abc",
+            b"limit=1e3",
+            b"limit=1000001",
+            b"limit=12345678901234567890",
+            b"limit=%C2%B2",
+            b"since=-5",
+            b"since=abc",
+            b"since=nan",
+            b"since=inf",
+            b"since=1e999",
+            b"since=1.5.2",
+        ):
+            answer = request(http, b"GET /api/history?" + bad + b" HTTP/1.0\r\n\r\n")
             assert status_line(answer) == b"HTTP/1.0 400 Bad Request", bad
-        assert asked == [None, 30, 0]
+        assert asked == []
         answer = request(http, b"GET /api/distributions HTTP/1.0\r\n\r\n")
-        assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"models": {"m": {}}}
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        assert json.loads(body) == {"models": {"m": {}}} and body == b'{"models":{"m":{}}}'
+        # /status stays indented, for people and for grep
+        assert b'"ok": true' in request(http, b"GET /status HTTP/1.0\r\n\r\n")
         missing = request(http, b"GET /api/nope HTTP/1.0\r\n\r\n")
         assert status_line(missing) == b"HTTP/1.0 404 Not Found"
         assert b"/api/history" in missing and b"/ (the page)" in missing
@@ -254,3 +295,58 @@ def test_a_failing_document_is_a_500_and_the_server_carries_on(caplog):
         assert status_line(answer) == b"HTTP/1.0 500 Internal Server Error"
         assert status_line(request(http, b"GET / HTTP/1.0\r\n\r\n")) == b"HTTP/1.0 200 OK"
     assert "error serving /api/distributions" in caplog.text
+
+
+# -- POST /v1/cloudevents (the handler is sinks.ingest; here: the HTTP framing) ------------
+def post_raw(length: str | None, body: bytes = b"{}", path: str = "/v1/cloudevents") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    if length is not None:
+        head += f"Content-Length: {length}\r\n"
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+def test_post_framing_411_413_400_and_a_body_read_whole(caplog):
+    got: list[bytes] = []
+
+    def ingest(headers: Any, body: bytes) -> tuple[int, bytes]:
+        got.append(body)
+        return 202, b'{"accepted": "x"}'
+
+    with endpoints(ingest=ingest, ingest_max_bytes=100) as http:
+        assert status_line(request(http, post_raw("2", b"{}"))).endswith(b"202 Accepted")
+        assert got == [b"{}"]
+        assert b" 411 " in status_line(request(http, post_raw(None)))
+        assert b" 413 " in status_line(request(http, post_raw("101", b"x" * 101)))
+        # a latin-1 superscript two passes str.isdigit() but is no length
+        assert b" 400 " in status_line(request(http, post_raw("\u00b2")))
+        assert b" 404 " in status_line(request(http, post_raw("2", b"{}", path="/other")))
+        assert got == [b"{}"]
+    assert "Traceback" not in caplog.text
+
+
+def test_post_is_405_when_ingest_is_off():
+    with endpoints() as http:
+        assert b" 405 " in status_line(request(http, post_raw("2")))
+
+
+def test_posts_waiting_on_the_broker_never_take_the_probes_slots():
+    release = threading.Event()
+
+    def slow(headers: Any, body: bytes) -> tuple[int, bytes]:
+        release.wait(20)
+        return 202, b"{}"
+
+    with endpoints(ingest=slow, max_connections=8) as http:
+        threads = [
+            threading.Thread(target=request, args=(http, post_raw("2"), 30)) for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        # 4 of 8 connections wait on the "broker": the 5th POST is turned away at once...
+        assert b" 503 " in status_line(request(http, post_raw("2")))
+        # ...and the probe still answers
+        assert status_line(request(http, b"GET /healthz HTTP/1.0\r\n\r\n")).endswith(b"200 OK")
+        release.set()
+        for t in threads:
+            t.join(30)

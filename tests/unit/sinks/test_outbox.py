@@ -198,3 +198,28 @@ def test_concurrent_add_all_and_sender_writes_do_not_interleave(tmp_path):
         t.join()
     assert errors == []
     assert box.pending_counts() == {"w1": 150, "w2": 150}
+
+
+def test_undelivered_counts_exactly_and_lists_the_oldest_pending_and_newest_failed(tmp_path):
+    """Failed notifications are never deleted: after 100 of them the oldest pending ones
+    must still be listed, and the counts must stay exact (what /status and the page show)."""
+    box = Outbox(tmp_path / "o.sqlite3")
+    for i in range(150):
+        box.add(f"old{i}", "broken", b"{}", 1000.0 + i)
+        box.failed(f"old{i}", "broken", "HTTP 400")
+    for i in range(7):
+        box.add(f"new{i}", "retrain", b"{}", 5000.0 + i)
+    box.add("done", "retrain", b"{}", 6000.0)
+    box.delivered("done", "retrain")
+    u = box.undelivered(limit=100)
+    assert (u.pending_count, u.failed_count) == (7, 150)
+    assert [i.id for i in u.pending] == [f"new{i}" for i in range(7)]  # oldest first
+    assert [i.id for i in u.failed] == [f"old{i}" for i in range(149, 49, -1)]  # newest first
+    assert {i.status for i in u.failed} == {"failed"} and u.failed[0].last_error == "HTTP 400"
+    assert box.counts() == {"pending": 7, "failed": 150, "delivered": 1}
+    few = box.undelivered(limit=3)
+    assert (few.pending_count, few.failed_count) == (7, 150)
+    assert (len(few.pending), len(few.failed)) == (3, 3)
+    assert len(box.listing(limit=100)) == 100  # unchanged: the oldest undelivered, any state
+    empty = Outbox(tmp_path / "e.sqlite3").undelivered()
+    assert (empty.pending_count, empty.failed_count, empty.pending, empty.failed) == (0, 0, [], [])
