@@ -381,6 +381,9 @@ class Daemon:
                     self.checkpointer.wait()
                 self.assignment -= parts
                 partitions.revoked(parts)
+                # the page's history of models that moved away (given back later, they
+                # would join old points to new ones)
+                self.history.retain(owned_models(self.pipeline))
             self.assignment_view = tuple(sorted(f"{t}/{p}" for t, p in self.assignment))
         return restored
 
