@@ -368,7 +368,13 @@ class Daemon:
     ) -> set[int]:
         restored: set[int] = set()
         for kind, parts in source.rebalances():
-            log.info("partitions %s: %s", kind, sorted(f"{t}/{p}" for t, p in parts))
+            # an empty change (kafka-python's first "revoked") is no news for an operator
+            log.log(
+                logging.INFO if parts else logging.DEBUG,
+                "partitions %s: %s",
+                kind,
+                sorted(f"{t}/{p}" for t, p in parts),
+            )
             if kind == "assigned":
                 self.assignment |= parts
                 restored |= partitions.assigned(parts, batch)
