@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from driftwatch.demo.broker import free_port
 
 FEATURES = {"x1": "numerical", "x2": "numerical", "x3": "numerical", "color": "categorical"}
 COLORS = ["red", "green", "blue"]
@@ -154,3 +160,85 @@ class WebhookServer:
     def bodies(self) -> list[dict[str, Any]]:
         with self.lock:
             return [json.loads(r["body"]) for r in self.requests]
+
+
+# -- Prometheus and Alertmanager processes (Debian's packages; scripts/ensure-*.sh) ---------
+def executable(*names: str, hint: str) -> str:
+    """The first of ``names`` on PATH; else fail saying how to get it (``hint``)."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise AssertionError(f"{names[0]} is missing: {hint}")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop one process a test started, by its own PID."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def start_ready(
+    args: list[str], port: int, log: Path, what: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server answering ``GET /-/ready`` on 127.0.0.1:``port`` (Prometheus,
+    Alertmanager), its output in ``log``; wait until ready (stopped if it never is)."""
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: proc.poll() is None and http_get(base + "/-/ready")[0] == 200,
+            30,
+            what=f"{what} ready (log {log})",
+        )
+    except AssertionError:
+        stop_process(proc)
+        raise
+    return proc, base
+
+
+def start_prometheus(
+    workdir: Path, target: str, rules: Path, alertmanager: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A private Prometheus scraping ``target`` every second with ``rules``, sending its
+    alerts to ``alertmanager`` (a base URL) if given; (process, base URL)."""
+    exe = executable("prometheus", hint="run scripts/ensure-promtool.sh")
+    port = free_port()
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [{"job_name": "driftwatch", "static_configs": [{"targets": [target]}]}],
+    }
+    if alertmanager is not None:
+        am = alertmanager.split("//")[1]
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [am]}]}]}
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    args = [
+        exe,
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    return start_ready(args, port, workdir / "prometheus.log", "prometheus")
+
+
+def start_alertmanager(workdir: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A private Alertmanager (no gossip port) with ``config``; (process, base URL)."""
+    exe = executable(
+        "alertmanager", "prometheus-alertmanager", hint="run scripts/ensure-alertmanager.sh"
+    )
+    port = free_port()
+    args = [
+        exe,
+        f"--config.file={config}",
+        f"--storage.path={workdir / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",  # no gossip port: a single, private instance
+    ]
+    return start_ready(args, port, workdir / "alertmanager.log", "alertmanager")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -29,8 +28,15 @@ import orjson
 import pytest
 import yaml
 
-from driftwatch.demo.broker import free_port
-from tests.helpers import WebhookServer, events, http_get, wait_for
+from tests.helpers import (
+    WebhookServer,
+    events,
+    http_get,
+    start_alertmanager,
+    start_prometheus,
+    stop_process,
+    wait_for,
+)
 from tests.integration.conftest import DaemonProcess, daemon_config
 from tests.integration.test_daemon import create_topic, produce
 from tests.integration.test_observability import query
@@ -41,25 +47,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "config/prometheus/alerts.yml"
 AM_CONFIG = ROOT / "config/alertmanager/alertmanager.yml"
 FOR = "2s"
-
-
-def binary(*names: str) -> str:
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    raise AssertionError(f"{names[0]} is missing: run scripts/ensure-alertmanager.sh")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop one process we started, by its own PID."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def fast_rules(tmp_path: Path) -> Path:
@@ -91,72 +78,6 @@ def fast_alertmanager_config(tmp_path: Path, hook: WebhookServer) -> Path:
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(doc))
     return path
-
-
-def start_alertmanager(tmp_path: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
-    exe = binary("alertmanager", "prometheus-alertmanager")
-    port = free_port()
-    log = (tmp_path / "alertmanager.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            exe,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # no gossip port: a single, private instance
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(
-            lambda: proc.poll() is None and http_get(base + "/-/ready")[0] == 200,
-            30,
-            what=f"alertmanager ready (log {tmp_path / 'alertmanager.log'})",
-        )
-    except AssertionError:
-        stop(proc)
-        raise
-    return proc, base
-
-
-def start_prometheus(
-    tmp_path: Path, target: str, rules: Path, alertmanager: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    exe = binary("prometheus")
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "alerting": {
-            "alertmanagers": [{"static_configs": [{"targets": [alertmanager.split("//")[1]]}]}]
-        },
-        "scrape_configs": [{"job_name": "driftwatch", "static_configs": [{"targets": [target]}]}],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            exe,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(
-            lambda: proc.poll() is None and http_get(base + "/-/ready")[0] == 200,
-            30,
-            what=f"prometheus ready (log {tmp_path / 'prometheus.log'})",
-        )
-    except AssertionError:
-        stop(proc)
-        raise
-    return proc, base
 
 
 def notified(hook: WebhookServer) -> list[tuple[str, str, str | None, str, dict[str, Any]]]:
@@ -282,5 +203,5 @@ def test_drift_reaches_the_receiver_routed_grouped_and_inhibited(broker, topic, 
             check_down_alerts(hook, am_base, f"127.0.0.1:{d.port}")
         finally:
             for proc in reversed(procs):
-                stop(proc)
+                stop_process(proc)
     assert time.monotonic() - t0 < 90

@@ -4,51 +4,25 @@ and the dashboards' metrics are all exported."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import urllib.parse
 from pathlib import Path
 
 import orjson
-import yaml
 
-from driftwatch.demo.broker import free_port
-from tests.helpers import WebhookServer, events, http_get, reference_frame, samples, wait_for
+from tests.helpers import (
+    WebhookServer,
+    events,
+    http_get,
+    reference_frame,
+    samples,
+    start_prometheus,
+    wait_for,
+)
 from tests.integration.conftest import DaemonProcess, daemon_config
 from tests.integration.test_daemon import counted, create_topic, produce
 from tests.unit.test_ops_kit import dashboard_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def start_prometheus(tmp_path: Path, target: str) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is missing: apt-get install prometheus (.ci/run does)"
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(ROOT / "config/prometheus/alerts.yml")],
-        "scrape_configs": [{"job_name": "driftwatch", "static_configs": [{"targets": [target]}]}],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_for(
-        lambda: proc.poll() is None and http_get(base + "/-/ready")[0] == 200,
-        30,
-        what=f"prometheus ready (log {tmp_path / 'prometheus.log'})",
-    )
-    return proc, base
 
 
 def query(base: str, promql: str) -> list[dict[str, object]]:
@@ -83,7 +57,9 @@ def test_prometheus_scrapes_drift_and_the_alert_goes_pending(broker, topic, tmp_
         )
         d = DaemonProcess(cfg, tmp_path)
         daemons.append(d.start())
-        prom, base = start_prometheus(tmp_path, f"127.0.0.1:{d.port}")
+        prom, base = start_prometheus(
+            tmp_path, f"127.0.0.1:{d.port}", ROOT / "config/prometheus/alerts.yml"
+        )
         try:
             stationary = [{**e, "model_version": "v1"} for e in events(71, 1000)]
             produce(broker, topic, [orjson.dumps(e) for e in stationary])

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from driftwatch.demo.broker import free_port
-from tests.helpers import http_get, wait_for
+from tests.helpers import http_get, start_alertmanager, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config/alertmanager/alertmanager.yml"
@@ -131,38 +130,11 @@ def test_receivers_are_webhooks_with_resolved_notifications():
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The example config in a real, private Alertmanager; its base URL."""
-    exe = shutil.which("alertmanager") or shutil.which("prometheus-alertmanager")
-    assert exe, "alertmanager is missing: run scripts/ensure-alertmanager.sh"
-    tmp = tmp_path_factory.mktemp("am")
-    port = free_port()
-    log = (tmp / "alertmanager.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            exe,
-            f"--config.file={CONFIG}",
-            f"--storage.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # no gossip port: a single, private instance
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_alertmanager(tmp_path_factory.mktemp("am"), CONFIG)
     try:
-        wait_for(
-            lambda: proc.poll() is None and http_get(base + "/-/ready")[0] == 200,
-            30,
-            what=f"alertmanager ready (log {tmp / 'alertmanager.log'})",
-        )
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+        stop_process(proc)
 
 
 def post_alerts(base: str, *label_sets: dict[str, str]) -> None:
