@@ -26,34 +26,21 @@ from driftwatch.partitions import Partitions
 from driftwatch.reload import frozen_changes, plan_reload, reference_digests
 from driftwatch.sources.base import Record
 from driftwatch.state.checkpoint import FileStore
-from tests.helpers import FEATURES, events, reference_frame, sample
+from tests.helpers import events, reference_frame, sample
+from tests.unit.test_pipeline import config_dict
 
 T0 = 1_790_000_000.0
 
 
 def base_config(tmp_path: Path) -> dict[str, Any]:
-    if not (tmp_path / "ref.csv").exists():
-        reference_frame().to_csv(tmp_path / "ref.csv", index=False)
-
-    def model(name: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "reference": "ref.csv",
-            "window": {"events": 1000},
-            "features": dict(FEATURES),
-            "drift": {"threshold": 0.2, "min_events": 200, "share": 0.75},
-            "alerts": {"consecutive": 1, "cooldown_seconds": 0},
-            "webhooks": ["retrain"],
-        }
-
-    return {
-        "kafka": {"bootstrap_servers": ["127.0.0.1:1"], "prediction_topic": "p"},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "state": {"path": str(tmp_path / "state")},
-        "evaluation": {"interval_seconds": 100},
-        "webhooks": {"retrain": {"url": "http://127.0.0.1:1/x"}},
-        "models": [model("m"), model("m2")],
-    }
+    """test_pipeline's config with a second model "m2" like "m", an HTTP port and a state
+    path (what a daemon needs)."""
+    data: dict[str, Any] = config_dict(tmp_path)
+    [m] = data["models"]
+    data["models"] = [m, {**copy.deepcopy(m), "name": "m2"}]
+    data["http"] = {"host": "127.0.0.1", "port": 0}
+    data["state"] = {"path": str(tmp_path / "state")}
+    return data
 
 
 def write(path: Path, cfg: dict[str, Any]) -> Path:
