@@ -219,6 +219,15 @@ def ingest_token(config: Config, environ: Mapping[str, str] | None = None) -> st
     return value.strip()
 
 
+def input_names(config: Config) -> dict[str, str]:
+    """The name a record gives its model -> that model: the InferenceService name
+    (``inference_service``, default the model's) with ``format: cloudevents``, else the
+    ``model`` field, which is the model's name."""
+    if config.kafka.format == "cloudevents":
+        return {m.inference_service or m.name: m.name for m in config.models}
+    return {m.name: m.name for m in config.models}
+
+
 def build_pipeline(
     config: Config,
     outbox: Outbox | None = None,
@@ -250,7 +259,7 @@ def build_pipeline(
     if kafka.format == "cloudevents":
         payloads = PayloadFormat(
             kafka.monitored_topic,
-            {m.inference_service or m.name: m.name for m in config.models},
+            input_names(config),
             {
                 m.name: None if m.feature_order is None else tuple(m.feature_order)
                 for m in config.models

@@ -38,7 +38,7 @@ import orjson
 from apscheduler.schedulers.background import BackgroundScheduler
 from kafka import KafkaProducer
 
-from driftwatch.app import build_pipeline, ingest_token, webhook_targets
+from driftwatch.app import build_pipeline, ingest_token, input_names, webhook_targets
 from driftwatch.checkpointer import Checkpointer
 from driftwatch.config import Config
 from driftwatch.errors import ConfigError, OutboxError
@@ -69,10 +69,7 @@ from driftwatch.sinks.prometheus import (
 from driftwatch.sinks.webhook import WebhookSender
 from driftwatch.sources.base import Consumer, RecordBatch
 from driftwatch.sources.clients import client_problems, make_consumer, producer_options
-from driftwatch.sources.kafka import (
-    KafkaDeadLetters,
-    KafkaStateStore,
-)
+from driftwatch.sources.kafka import KafkaDeadLetters, KafkaStateStore, _split
 from driftwatch.state.checkpoint import CheckpointStore, FileStore
 
 log = logging.getLogger(__name__)
@@ -107,6 +104,9 @@ class Daemon:
         self.outbox = Outbox(config.state.path / "outbox.sqlite3")
         self.dead_letters: KafkaDeadLetters | None = None
         self.repartitioner: Repartitioner | None = None
+        #: which model a record names (its model, or its InferenceService): the re-keying
+        #: stage routes by it, POST /v1/cloudevents accepts only these; replaced on reload
+        self.router = ModelRouter(config.kafka, input_names(config))
         self.sender: WebhookSender | None = None
         self.digests = reference_digests(config)  # before the references are read
         self.pipeline = build_pipeline(config, self.outbox, None, self._wake_sender)
@@ -431,8 +431,10 @@ class Daemon:
         self.targets = plan.targets
         if self.sender is not None:
             self.sender.targets = plan.targets
-        if self.repartitioner is not None:  # models added, removed or renamed services
-            self.repartitioner.router = ModelRouter(self.config.kafka, self._services())
+        # models added, removed or their services renamed: records route by the new names
+        self.router = ModelRouter(self.config.kafka, input_names(self.config))
+        if self.repartitioner is not None:
+            self.repartitioner.router = self.router
         self.webhook_names.extend(n for n in plan.targets if n not in self.webhook_names)
         for name in restarted:
             log.info("model %s: %s changed: window restarted", name, plan.restart[name])
@@ -496,9 +498,7 @@ class Daemon:
     def _start_ingest(self) -> None:
         """``POST /v1/cloudevents``: a producer whose every record waits for ``acks=all``."""
         kafka = self.config.kafka
-        opts = {
-            k: v for k, v in producer_options(kafka).items() if k in KafkaProducer.DEFAULT_CONFIG
-        }
+        opts = _split(producer_options(kafka), KafkaProducer.DEFAULT_CONFIG)
         opts.update(acks="all", max_block_ms=5000, linger_ms=0)
         opts["max_request_size"] = max(
             int(opts.get("max_request_size", 0)), 2 * self.config.http.ingest_max_bytes + 65_536
@@ -511,7 +511,7 @@ class Daemon:
             producer,
             max_bytes=self.config.http.ingest_max_bytes,
             token=self.ingest_token,
-            known=lambda service: service in self._services(),
+            known=lambda service: service in self.router.services,
         )
         log.info("accepting CloudEvents on POST /v1/cloudevents into %s", kafka.prediction_topic)
 
@@ -526,14 +526,8 @@ class Daemon:
             kafka.monitored_topic,
             count,
         )
-        self.repartitioner = Repartitioner(kafka, ModelRouter(kafka, self._services()))
+        self.repartitioner = Repartitioner(kafka, self.router)
         self.repartitioner.start()
-
-    def _services(self) -> dict[str, str]:
-        """What names a record's model (inference service, or model name) -> the model."""
-        if self.config.kafka.format == "cloudevents":
-            return {m.inference_service or m.name: m.name for m in self.config.models}
-        return {m.name: m.name for m in self.config.models}
 
     def _partitions(self, source: Any) -> Partitions:
         cfg = self.config

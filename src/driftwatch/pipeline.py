@@ -39,15 +39,10 @@ import orjson
 
 from driftwatch.detectors.policy import AlertPolicy, Edge, RuleState
 from driftwatch.errors import InvalidEvent
+from driftwatch.events.cloudevents import parse as parse_cloudevent
 from driftwatch.events.columns import PredictionColumns, decode_batch
 from driftwatch.events.decode import Decoder
-from driftwatch.events.payloads import (
-    half_of,
-    joined_events,
-    parse_cloudevent,
-    source_of,
-    too_large,
-)
+from driftwatch.events.payloads import half_of, joined_events, source_of, too_large
 from driftwatch.events.schema import Label, Prediction
 from driftwatch.monitor.model import ModelMonitor, evaluate_snapshot
 from driftwatch.monitor.notify import Notification, notification

@@ -48,6 +48,7 @@ from driftwatch.events.cloudevents import model_of
 from driftwatch.events.payloads import SOURCE_HEADER, TOO_LARGE_HEADER
 from driftwatch.faults import point as fault_point
 from driftwatch.sources.base import Headers
+from driftwatch.sources.clients import producer_options
 from driftwatch.sources.kafka import _split, consumer_defaults
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def ensure_topic(kafka: KafkaConfig, partitions: int) -> int:
     matches the label topic's)."""
     admin = KafkaAdminClient(
         bootstrap_servers=kafka.bootstrap_servers,
-        **_split(_producer_options(kafka), KafkaAdminClient.DEFAULT_CONFIG),
+        **_split(producer_options(kafka), KafkaAdminClient.DEFAULT_CONFIG),
     )
     try:
         with contextlib.suppress(TopicAlreadyExistsError):
@@ -100,12 +101,6 @@ def ensure_topic(kafka: KafkaConfig, partitions: int) -> int:
         admin.close()
 
 
-def _producer_options(kafka: KafkaConfig) -> dict[str, Any]:
-    from driftwatch.sources.clients import producer_options
-
-    return producer_options(kafka)
-
-
 def partition_count(kafka: KafkaConfig, stop: threading.Event | None = None) -> int:
     """How many partitions the re-keyed topic should have: the label topic's (so labels
     are co-partitioned), else ``repartition_partitions``, else the input topic's. Waits
@@ -114,7 +109,7 @@ def partition_count(kafka: KafkaConfig, stop: threading.Event | None = None) -> 
         return kafka.repartition_partitions
     consumer = KafkaConsumer(
         bootstrap_servers=kafka.bootstrap_servers,
-        **_split(_producer_options(kafka), KafkaConsumer.DEFAULT_CONFIG),
+        **_split(producer_options(kafka), KafkaConsumer.DEFAULT_CONFIG),
     )
     try:
         waited = 0.0
@@ -158,7 +153,7 @@ class Repartitioner:
         # translated, as for the other producers): this stage moves bytes, it decodes nothing
         opts = {
             **consumer_defaults(kafka.max_event_bytes),
-            **_split(_producer_options(kafka), KafkaConsumer.DEFAULT_CONFIG),
+            **_split(producer_options(kafka), KafkaConsumer.DEFAULT_CONFIG),
         }
         self._consumer = KafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers,
@@ -172,7 +167,7 @@ class Repartitioner:
 
     def _new_producer(self) -> KafkaProducer:
         kafka = self.kafka
-        popts = _split(_producer_options(kafka), KafkaProducer.DEFAULT_CONFIG)
+        popts = _split(producer_options(kafka), KafkaProducer.DEFAULT_CONFIG)
         popts["acks"] = "all"
         popts["max_in_flight_requests_per_connection"] = 1  # keep each partition's order
         # a batch must never expire while a later one to the same partition succeeds: that

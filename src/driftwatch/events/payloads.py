@@ -21,6 +21,7 @@ SOURCE_HEADER = "dw-src"
 #: On a stub copied instead of a record too large to copy: the record's size in bytes.
 TOO_LARGE_HEADER = "dw-too-large"
 
+#: A Kafka record's headers (``sources.base.Headers``; events may not import sources).
 Headers = Sequence[tuple[str, bytes | None]] | None
 
 
@@ -47,10 +48,6 @@ def too_large(headers: Headers) -> int | None:
             except ValueError:
                 return 0
     return None
-
-
-def parse_cloudevent(headers: Headers, value: bytes | None, *, max_bytes: int) -> CloudEvent:
-    return cloudevents.parse(headers, value, max_bytes=max_bytes)
 
 
 def half_of(
