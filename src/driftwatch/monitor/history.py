@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from driftwatch.monitor.quality import finite_or_none
 from driftwatch.windows.reference import CategoricalBins, NumericalBins
 
 if TYPE_CHECKING:
@@ -58,11 +59,6 @@ class Kept:
 
 
 _NAN = math.nan
-
-
-def _json(x: float | None) -> float | None:
-    """NaN and infinities (no figure) are ``null`` in JSON; everything else unrounded."""
-    return None if x is None or not math.isfinite(x) else x
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,24 +121,24 @@ class Point:
             "scored_events": self.scored_events,
             "enough_events": self.enough_events,
             "features": {
-                f: {"psi": _json(p), "drift": d}
+                f: {"psi": finite_or_none(p), "drift": d}
                 for f, p, d in zip(self.features, self.psi, self.drift, strict=True)
             },
-            "prediction_psi": _json(self.prediction_psi),
+            "prediction_psi": finite_or_none(self.prediction_psi),
             "drifted_features_ratio": self.drifted_features_ratio,
             "dataset_drift": self.dataset_drift,
             "breaches": list(self.breaches),
             "performance": {
                 "metric": self.metric,
-                "current": _json(self.performance),
-                "reference": _json(self.performance_reference),
+                "current": finite_or_none(self.performance),
+                "reference": finite_or_none(self.performance_reference),
             },
             "estimated": None
             if self.estimated_metric is None
             else {
                 "metric": self.estimated_metric,
-                "value": _json(self.estimated),
-                "reference": _json(self.estimated_reference),
+                "value": finite_or_none(self.estimated),
+                "reference": finite_or_none(self.estimated_reference),
             },
         }
 

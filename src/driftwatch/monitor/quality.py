@@ -61,7 +61,7 @@ from driftwatch.windows.reference import (
 )
 
 
-def _json(x: float | None) -> float | None:
+def finite_or_none(x: float | None) -> float | None:
     """A float for JSON: NaN and infinities (no figure, no bound) are ``null``."""
     return None if x is None or not math.isfinite(x) else x
 
@@ -161,20 +161,24 @@ class FeatureQuality:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "values": self.values}
-        out.update({name: _json(v) for name, v in self.ratios.items()})
+        out.update({name: finite_or_none(v) for name, v in self.ratios.items()})
         if self.kind == "numerical":
             out.update(
                 {
-                    "mean": _json(self.mean),
-                    "mean_error_bound": _json(self.mean_error_bound),
-                    "quantiles": {quantile_label(q): _json(v) for q, v in self.quantiles.items()},
+                    "mean": finite_or_none(self.mean),
+                    "mean_error_bound": finite_or_none(self.mean_error_bound),
+                    "quantiles": {
+                        quantile_label(q): finite_or_none(v) for q, v in self.quantiles.items()
+                    },
                     "quantile_error_bounds": {
-                        quantile_label(q): _json(v) for q, v in self.quantile_error_bounds.items()
+                        quantile_label(q): finite_or_none(v)
+                        for q, v in self.quantile_error_bounds.items()
                     },
                     "reference": {
-                        "mean": _json(self.reference_mean),
+                        "mean": finite_or_none(self.reference_mean),
                         "quantiles": {
-                            quantile_label(q): _json(v) for q, v in self.reference_quantiles.items()
+                            quantile_label(q): finite_or_none(v)
+                            for q, v in self.reference_quantiles.items()
                         },
                     },
                 }
