@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import re
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from driftwatch.config import load_config, parse_config
+from driftwatch.config import Config, load_config, parse_config
 from driftwatch.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,3 +132,25 @@ def test_example_config_spells_out_the_recent_defaults():
     cfg = load_config(ROOT / "config" / "driftwatch.example.yaml")
     default = parse_config(minimal(), Path("/tmp")).models[0].drift.recent
     assert cfg.models[0].drift.recent == default
+
+
+def _keys(model: type[BaseModel], path: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted path, key) of every config key, nested blocks included."""
+    for name, field in model.model_fields.items():
+        yield f"{path}{name}", name
+        for t in (field.annotation, *typing.get_args(field.annotation)):
+            for inner in (t, *typing.get_args(t)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    yield from _keys(inner, f"{path}{name}.")
+
+
+def test_every_config_key_is_in_the_example_and_the_readme():
+    example = (ROOT / "config" / "driftwatch.example.yaml").read_text()
+    readme = (ROOT / "README.md").read_text()
+    keys = list(_keys(Config))
+    assert len(keys) > 80
+    # a key of its own line (or commented out, as an option shown), a list item's, or a
+    # flow mapping's: "window: {events: 5000}"
+    spelled = r"(?:^[\s#-]*|[{,]\s*)"
+    assert [p for p, k in keys if not re.search(rf"{spelled}{k}:", example, re.M)] == []
+    assert [p for p, k in keys if not re.search(rf"\b{k}\b", readme)] == []
