@@ -21,12 +21,12 @@ from driftwatch.app import build_pipeline
 from driftwatch.checkpointer import Checkpointer
 from driftwatch.config import load_config
 from driftwatch.daemon import Daemon
-from driftwatch.errors import CheckpointError
+from driftwatch.errors import CheckpointError, OutboxError
 from driftwatch.partitions import Partitions
 from driftwatch.reload import frozen_changes, plan_reload, reference_digests
 from driftwatch.sources.base import Record
 from driftwatch.state.checkpoint import FileStore
-from tests.helpers import events, reference_frame, sample
+from tests.helpers import events, http_get, reference_frame, sample
 from tests.unit.test_pipeline import config_dict
 
 T0 = 1_790_000_000.0
@@ -504,3 +504,42 @@ def test_a_restarted_model_is_remembered_across_a_crash_before_its_checkpoint(se
             third.outbox.close()
     finally:
         again.outbox.close()
+
+
+# -- readiness and shutdown of the daemon's parts ------------------------------------------
+class _Part:
+    def __init__(self, alive: bool = True, fail: bool = False) -> None:
+        self.alive = alive
+        self.fail = fail
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        if self.fail:
+            raise RuntimeError("broker gone")
+
+    stop = close
+
+
+def test_readyz_is_503_once_the_re_keying_stage_has_stopped(setup):
+    d, _, _ = setup
+    d.joined = True
+    assert d.readiness()[0]
+    d.repartitioner = _Part(alive=False)
+    ok, why = d.readiness()
+    assert not ok and "re-keying" in why
+
+
+def test_one_part_failing_to_close_does_not_skip_the_others(setup, caplog):
+    d, _, _ = setup
+    source = _Part(fail=True)  # a consumer whose close raises (dead broker)
+    d.repartitioner = _Part(fail=True)
+    closer = _Part(fail=True)
+    d._closers.append(closer.close)
+    d._close(source)
+    assert source.closed and d.repartitioner.closed and closer.closed
+    with pytest.raises(OutboxError):  # the outbox was closed
+        d.outbox.counts()
+    assert caplog.text.count("shutting down: closing") == 3
+    with pytest.raises(OSError):  # the HTTP server was stopped: nothing answers
+        http_get(f"http://127.0.0.1:{d.http.port}/healthz", timeout=1)
